@@ -1,0 +1,12 @@
+//! SIVO's domain vocabulary: ids, roles, validation rules and the webhook event catalog.
+//!
+//! Pure: no I/O, no clock reads, no global randomness. Callers pass in ids and timestamps,
+//! which keeps everything here deterministic and cheap to test.
+
+pub mod events;
+pub mod ids;
+pub mod role;
+pub mod validate;
+
+pub use ids::*;
+pub use role::Role;
