@@ -1,0 +1,5 @@
+//! Integration tests of the sip crate, one module per behaviour area.
+
+mod framer;
+mod parse;
+mod torture;
