@@ -13,9 +13,11 @@
 //!   [`NameAddr`], [`CSeq`], ...) form the message model. Header values are kept as received;
 //!   typed views parse on demand.
 //! - [`check_request`] and friends decide the RFC 3261 §8.2 answers (400, 416, 420, 505).
+//! - [`auth`] is Digest authentication, server and client side.
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 mod check;
 mod framer;
 mod header;

@@ -1,5 +1,6 @@
 //! Integration tests of the sip crate, one module per behaviour area.
 
+mod auth;
 mod framer;
 mod parse;
 mod torture;

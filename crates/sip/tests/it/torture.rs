@@ -5,6 +5,7 @@
 //! included). Each runs through the pipeline a UAS applies: parse, the RFC 3261 checks, then
 //! a UAS application policy (known methods, no extensions, SDP bodies, Digest auth).
 
+use sip::auth::{AuthError, Credentials};
 use sip::{
     Disposition, HeaderName, Message, Method, Request, StatusCode, check_register, check_request,
     check_response, parse_datagram, unsupported_extensions,
@@ -107,11 +108,11 @@ fn uas_policy(request: &Request) -> Option<u16> {
         if let Err(defect) = check_register(request) {
             return Some(defect.status().as_u16());
         }
-        if let Some(auth) = request.headers.get(&HeaderName::Authorization) {
-            let scheme = auth.split_whitespace().next().unwrap_or("");
-            if !scheme.eq_ignore_ascii_case("Digest") {
-                return Some(401);
-            }
+        // Credentials that are not Digest are answered with a fresh Digest challenge.
+        if let Some(Err(AuthError::UnknownScheme(_))) =
+            Credentials::find(&request.headers, "example.com", false)
+        {
+            return Some(401);
         }
     }
     let unsupported = unsupported_extensions(request, &[]).expect("checked Require");
