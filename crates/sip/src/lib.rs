@@ -14,6 +14,8 @@
 //!   typed views parse on demand.
 //! - [`check_request`] and friends decide the RFC 3261 §8.2 answers (400, 416, 420, 505).
 //! - [`auth`] is Digest authentication, server and client side.
+//! - [`transaction`] holds the sans-IO [`transaction::Endpoint`]: the four RFC 3261 §17
+//!   state machines with RFC 6026, driven by `handle_*(now, ..)` and drained by `poll_*`.
 
 #![forbid(unsafe_code)]
 
@@ -27,6 +29,7 @@ mod name_addr;
 mod params;
 mod parser;
 mod scan;
+pub mod transaction;
 mod typed;
 mod uri;
 mod via;

@@ -4,3 +4,4 @@ mod auth;
 mod framer;
 mod parse;
 mod torture;
+mod transaction;
