@@ -102,8 +102,13 @@ impl Layout {
 /// (newest first), then `$PATH`.
 pub fn find_bindir() -> Result<PathBuf, EmbeddedError> {
     let mut candidates: Vec<PathBuf> = Vec::new();
+    // An explicit setting is authoritative: no silent fallback to another installation.
     if let Some(dir) = std::env::var_os("SIVO_PG_BINDIR") {
-        candidates.push(PathBuf::from(dir));
+        let dir = PathBuf::from(dir);
+        if dir.join("initdb").is_file() && dir.join("postgres").is_file() {
+            return Ok(dir);
+        }
+        return Err(EmbeddedError::BinariesMissing { searched: format!("{} (SIVO_PG_BINDIR)", dir.display()) });
     }
     if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
         let mut versions: Vec<(u32, PathBuf)> = entries

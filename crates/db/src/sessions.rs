@@ -89,11 +89,20 @@ pub async fn revoke(conn: &mut PgConnection, id: SessionId, now: DateTime<Utc>) 
     Ok(())
 }
 
-/// Ends every session of a user (password change, disabling, MFA reset).
-pub async fn revoke_all_for_user(conn: &mut PgConnection, user: UserId, now: DateTime<Utc>) -> Result<u64> {
-    let done = sqlx::query("update sessions set revoked_at = $2 where user_id = $1 and revoked_at is null")
-        .bind(user.as_uuid())
-        .bind(now)
+/// Ends every session of a user but `except` (password change, disabling, MFA reset).
+pub async fn revoke_all_for_user(
+    conn: &mut PgConnection,
+    user: UserId,
+    except: Option<SessionId>,
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "update sessions set revoked_at = $2
+         where user_id = $1 and revoked_at is null and ($3::uuid is null or id <> $3)",
+    )
+    .bind(user.as_uuid())
+    .bind(now)
+    .bind(except.map(|s| s.as_uuid()))
         .execute(conn)
         .await?;
     Ok(done.rows_affected())

@@ -16,11 +16,13 @@
 //! - [`auth`] is Digest authentication, server and client side.
 //! - [`transaction`] holds the sans-IO [`transaction::Endpoint`]: the four RFC 3261 §17
 //!   state machines with RFC 6026, driven by `handle_*(now, ..)` and drained by `poll_*`.
+//! - [`dialog`] tracks dialogs (§12) and builds in-dialog requests, ACKs and responses.
 
 #![forbid(unsafe_code)]
 
 pub mod auth;
 mod check;
+pub mod dialog;
 mod framer;
 mod header;
 mod message;

@@ -1,0 +1,201 @@
+//! Configuration: built-in defaults → optional TOML file (`--config`) → `SIVO_*` environment
+//! variables (nested keys with `__`, e.g. `SIVO_AUTH__LOCKOUT_THRESHOLD`) → command-line flags.
+//! `DATABASE_URL` is honoured as `database.url`. Validated once, here, into typed settings.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use figment::Figment;
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use vault::Secret;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Config {
+    /// Where SIVO keeps its embedded database, master key and logs.
+    pub(crate) data_dir: PathBuf,
+    /// HTTP API and web app.
+    pub(crate) http_addr: SocketAddr,
+    pub(crate) database: DatabaseConfig,
+    pub(crate) secrets: SecretsConfig,
+    pub(crate) auth: AuthConfig,
+    pub(crate) http: HttpConfig,
+    pub(crate) log: LogConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DatabaseConfig {
+    /// External PostgreSQL for migrations (the schema owner). Unset: the embedded cluster.
+    pub(crate) url: Option<Secret<String>>,
+    /// How the application connects (a login that is, or is a member of, `sivo_app`).
+    /// Unset with `url` set: connect with `url` and `SET ROLE sivo_app`.
+    pub(crate) app_url: Option<Secret<String>>,
+    pub(crate) max_connections: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SecretsConfig {
+    /// Base64 of 32 bytes. Unset: `<data_dir>/master.key`, created on first start.
+    pub(crate) master_key: Option<Secret<String>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuthConfig {
+    pub(crate) session_idle_timeout_secs: u64,
+    pub(crate) admin_idle_timeout_secs: u64,
+    pub(crate) session_absolute_timeout_secs: u64,
+    pub(crate) lockout_threshold: u32,
+    pub(crate) lockout_window_secs: u64,
+    pub(crate) lockout_duration_secs: u64,
+    pub(crate) totp_issuer: String,
+    /// Set when SIVO is reached over HTTPS (directly or behind a proxy).
+    pub(crate) cookie_secure: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HttpConfig {
+    pub(crate) max_body_bytes: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LogConfig {
+    /// `pretty` for terminals, `json` for log pipelines.
+    pub(crate) format: String,
+    /// An `EnvFilter` directive; `RUST_LOG` overrides it.
+    pub(crate) filter: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let api = api::ApiConfig::default();
+        Self {
+            data_dir: PathBuf::from("./var"),
+            http_addr: "127.0.0.1:8080".parse().expect("constant address"),
+            database: DatabaseConfig { url: None, app_url: None, max_connections: 32 },
+            secrets: SecretsConfig { master_key: None },
+            auth: AuthConfig {
+                session_idle_timeout_secs: api.session_idle_timeout.as_secs(),
+                admin_idle_timeout_secs: api.admin_idle_timeout.as_secs(),
+                session_absolute_timeout_secs: api.session_absolute_timeout.as_secs(),
+                lockout_threshold: api.lockout_threshold,
+                lockout_window_secs: api.lockout_window.as_secs(),
+                lockout_duration_secs: api.lockout_duration.as_secs(),
+                totp_issuer: api.totp_issuer,
+                cookie_secure: api.cookie_secure,
+            },
+            http: HttpConfig { max_body_bytes: api.max_body_bytes },
+            log: LogConfig { format: "pretty".into(), filter: "info".into() },
+        }
+    }
+}
+
+/// Flags that override every other layer.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Overrides {
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) http_addr: Option<SocketAddr>,
+}
+
+impl Config {
+    pub(crate) fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Self::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment
+            .merge(Env::prefixed("SIVO_").split("__").ignore(&["PG_BINDIR"]).lowercase(true))
+            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()));
+        let mut config: Self = figment.extract().map_err(|e| {
+            let lines: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            anyhow::anyhow!("invalid configuration: {}", lines.join("; "))
+        })?;
+        if let Some(dir) = &overrides.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(addr) = overrides.http_addr {
+            config.http_addr = addr;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let a = &self.auth;
+        if a.lockout_threshold == 0 {
+            bail!("auth.lockout_threshold must be at least 1");
+        }
+        for (name, secs) in [
+            ("auth.session_idle_timeout_secs", a.session_idle_timeout_secs),
+            ("auth.admin_idle_timeout_secs", a.admin_idle_timeout_secs),
+            ("auth.session_absolute_timeout_secs", a.session_absolute_timeout_secs),
+            ("auth.lockout_window_secs", a.lockout_window_secs),
+            ("auth.lockout_duration_secs", a.lockout_duration_secs),
+        ] {
+            if secs == 0 || secs > 30 * 24 * 3600 {
+                bail!("{name} must be between 1 and 2592000 seconds (30 days), got {secs}");
+            }
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.http.max_body_bytes) {
+            bail!("http.max_body_bytes must be between 1024 and 16777216");
+        }
+        if !matches!(self.log.format.as_str(), "pretty" | "json") {
+            bail!("log.format must be \"pretty\" or \"json\", got {:?}", self.log.format);
+        }
+        if self.database.max_connections == 0 {
+            bail!("database.max_connections must be at least 1");
+        }
+        if let Some(key) = &self.secrets.master_key {
+            vault::Vault::from_base64(key.expose()).context("secrets.master_key")?;
+        }
+        for (name, url) in [("database.url", &self.database.url), ("database.app_url", &self.database.app_url)] {
+            if let Some(url) = url {
+                url.expose()
+                    .parse::<sqlx::postgres::PgConnectOptions>()
+                    .map_err(|e| anyhow::anyhow!("{name} is not a valid PostgreSQL URL: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn api_config(&self) -> api::ApiConfig {
+        let a = &self.auth;
+        api::ApiConfig {
+            session_idle_timeout: Duration::from_secs(a.session_idle_timeout_secs),
+            admin_idle_timeout: Duration::from_secs(a.admin_idle_timeout_secs),
+            session_absolute_timeout: Duration::from_secs(a.session_absolute_timeout_secs),
+            lockout_threshold: a.lockout_threshold,
+            lockout_window: Duration::from_secs(a.lockout_window_secs),
+            lockout_duration: Duration::from_secs(a.lockout_duration_secs),
+            totp_issuer: a.totp_issuer.clone(),
+            cookie_secure: a.cookie_secure,
+            max_body_bytes: self.http.max_body_bytes,
+        }
+    }
+
+    pub(crate) fn vault(&self) -> anyhow::Result<vault::Vault> {
+        match &self.secrets.master_key {
+            Some(key) => Ok(vault::Vault::from_base64(key.expose())?),
+            None => {
+                std::fs::create_dir_all(&self.data_dir)
+                    .with_context(|| format!("creating data directory {}", self.data_dir.display()))?;
+                Ok(vault::Vault::load_or_create(&self.data_dir.join("master.key"))?)
+            }
+        }
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub(crate) fn to_redacted_toml(&self) -> anyhow::Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+}
