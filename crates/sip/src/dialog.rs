@@ -92,18 +92,11 @@ pub struct Dialog {
 /// Methods whose requests and 2xx responses may change the remote target (§12.2, RFC 3311,
 /// RFC 6665).
 fn is_target_refresh(method: &Method) -> bool {
-    matches!(
-        method,
-        Method::Invite | Method::Update | Method::Subscribe | Method::Notify | Method::Refer
-    )
+    matches!(method, Method::Invite | Method::Update | Method::Subscribe | Method::Notify | Method::Refer)
 }
 
 fn first_contact_uri(headers: &Headers) -> Result<Option<Uri>, DialogError> {
-    Ok(headers
-        .contacts()?
-        .addresses()
-        .first()
-        .map(|c| c.uri.clone()))
+    Ok(headers.contacts()?.addresses().first().map(|c| c.uri.clone()))
 }
 
 impl Dialog {
@@ -119,30 +112,15 @@ impl Dialog {
             return Err(DialogError::NotDialogCreating);
         }
         let remote_uri = response.headers.to()?;
-        let remote_tag = remote_uri
-            .tag()
-            .ok_or(DialogError::MissingRemoteTag)?
-            .to_owned();
+        let remote_tag = remote_uri.tag().ok_or(DialogError::MissingRemoteTag)?.to_owned();
         let local_uri = request.headers.from()?;
-        let local_tag = local_uri
-            .tag()
-            .ok_or(HeaderError::Invalid(HeaderName::From))?
-            .to_owned();
+        let local_tag = local_uri.tag().ok_or(HeaderError::Invalid(HeaderName::From))?.to_owned();
         let mut route_set = response.headers.record_routes()?;
         route_set.reverse();
-        let remote_target =
-            first_contact_uri(&response.headers)?.ok_or(DialogError::MissingContact)?;
+        let remote_target = first_contact_uri(&response.headers)?.ok_or(DialogError::MissingContact)?;
         Ok(Self {
-            id: DialogId {
-                call_id: request.headers.call_id()?.to_owned(),
-                local_tag,
-                remote_tag,
-            },
-            state: if status.is_success() {
-                DialogState::Confirmed
-            } else {
-                DialogState::Early
-            },
+            id: DialogId { call_id: request.headers.call_id()?.to_owned(), local_tag, remote_tag },
+            state: if status.is_success() { DialogState::Confirmed } else { DialogState::Early },
             local_seq: Some(request.headers.cseq()?.seq),
             remote_seq: None,
             local_uri,
@@ -156,18 +134,13 @@ impl Dialog {
 
     /// The UAS's dialog for a dialog-creating `request`, with the To tag this end picked.
     /// It is early until [`Dialog::confirm`] (after sending a 2xx).
-    pub fn new_uas(
-        request: &Request,
-        local_tag: &str,
-        local_contact: NameAddr,
-    ) -> Result<Self, DialogError> {
+    pub fn new_uas(request: &Request, local_tag: &str, local_contact: NameAddr) -> Result<Self, DialogError> {
         let remote_uri = request.headers.from()?;
         // An RFC 2543 peer may omit the From tag; an empty remote tag stands for it.
         let remote_tag = remote_uri.tag().unwrap_or_default().to_owned();
         let mut local_uri = request.headers.to()?;
         local_uri.set_tag(local_tag);
-        let remote_target =
-            first_contact_uri(&request.headers)?.ok_or(DialogError::MissingContact)?;
+        let remote_target = first_contact_uri(&request.headers)?.ok_or(DialogError::MissingContact)?;
         Ok(Self {
             id: DialogId {
                 call_id: request.headers.call_id()?.to_owned(),
@@ -286,10 +259,7 @@ impl Dialog {
             if let Some(last) = self.remote_seq
                 && seq <= last
             {
-                return Err(DialogError::OutOfOrder {
-                    received: seq,
-                    last,
-                });
+                return Err(DialogError::OutOfOrder { received: seq, last });
             }
             self.remote_seq = Some(seq);
         }
@@ -307,17 +277,12 @@ impl Dialog {
     /// A new in-dialog request (re-INVITE, BYE, UPDATE, INFO, REFER, ...) with the next
     /// local CSeq. `via` is the caller's Via with a fresh branch. Not for ACK or CANCEL.
     pub fn create_request(&mut self, method: Method, via: &Via) -> Request {
-        let seq = self
-            .local_seq
-            .map_or(1, |s| s.saturating_add(1))
-            .min(crate::typed::CSeq::MAX_SEQ);
+        let seq = self.local_seq.map_or(1, |s| s.saturating_add(1)).min(crate::typed::CSeq::MAX_SEQ);
         self.local_seq = Some(seq);
         let with_contact = is_target_refresh(&method);
         let mut request = self.base_request(method.clone(), via, seq, &method);
         if with_contact {
-            request
-                .headers
-                .push(HeaderName::Contact, self.local_contact.to_string());
+            request.headers.push(HeaderName::Contact, self.local_contact.to_string());
         }
         request
     }
@@ -377,23 +342,16 @@ impl Dialog {
         if status != StatusCode::TRYING {
             response.set_to_tag(&self.id.local_tag);
         }
-        let refresh = is_target_refresh(&request.method)
-            && status != StatusCode::TRYING
-            && status.as_u16() < 300;
+        let refresh =
+            is_target_refresh(&request.method) && status != StatusCode::TRYING && status.as_u16() < 300;
         if refresh {
-            let creating = request
-                .headers
-                .to()
-                .map(|to| to.tag().is_none())
-                .unwrap_or(false);
+            let creating = request.headers.to().map(|to| to.tag().is_none()).unwrap_or(false);
             if creating {
                 for rr in request.headers.get_all(&HeaderName::RecordRoute) {
                     response.headers.push(HeaderName::RecordRoute, rr);
                 }
             }
-            response
-                .headers
-                .push(HeaderName::Contact, self.local_contact.to_string());
+            response.headers.push(HeaderName::Contact, self.local_contact.to_string());
         }
         response
     }

@@ -1,6 +1,7 @@
 //! Integration tests of the sip crate, one module per behaviour area.
 
 mod auth;
+mod dialog;
 mod framer;
 mod parse;
 mod torture;
