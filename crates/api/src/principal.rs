@@ -91,7 +91,8 @@ impl RequestCtx {
         at: DateTime<Utc>,
     ) -> db::audit::NewAudit {
         db::audit::NewAudit {
-            id: AuditId(Uuid::new_v4()),
+            // Time-ordered ids keep entries with equal timestamps in creation order.
+            id: AuditId(Uuid::now_v7()),
             tenant_id: tenant,
             at,
             actor,
@@ -111,7 +112,10 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestCtx {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         // The peer address of the TCP connection; forwarded headers are not trusted.
-        let source_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_canonical().to_string());
+        let source_ip = ConnectInfo::<SocketAddr>::from_request_parts(parts, _state)
+            .await
+            .ok()
+            .map(|c| c.0.ip().to_canonical().to_string());
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect());
         Ok(Self { source_ip, request_id: header("x-request-id"), user_agent: header("user-agent") })
     }
@@ -196,6 +200,37 @@ impl FromRequestParts<AppState> for Principal {
             ));
         }
         Ok(principal)
+    }
+}
+
+/// A tenant admin (or API key), checked before the body is read: other roles get 403 whatever
+/// they send.
+pub struct TenantAdmin {
+    pub principal: Principal,
+    pub tenant: TenantId,
+}
+
+impl FromRequestParts<AppState> for TenantAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        principal.require(Role::Admin)?;
+        let tenant = principal.tenant()?;
+        Ok(Self { principal, tenant })
+    }
+}
+
+/// A platform operator, checked before the body is read.
+pub struct Superadmin(pub Principal);
+
+impl FromRequestParts<AppState> for Superadmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        principal.require(Role::Superadmin)?;
+        Ok(Self(principal))
     }
 }
 

@@ -144,7 +144,7 @@ async fn seed(t: &TestDb, slug: &str) -> Seeded {
     db::audit::insert(
         &mut tx,
         &db::audit::NewAudit {
-            id: domain::AuditId(Uuid::new_v4()),
+            id: domain::AuditId(Uuid::now_v7()),
             tenant_id: Some(tenant),
             at: now,
             actor: db::audit::Actor::system(),

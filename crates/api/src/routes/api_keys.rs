@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use domain::{ApiKeyId, Role, TenantId};
+use domain::ApiKeyId;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -14,7 +14,7 @@ use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Json, Path, Query};
 use crate::ops::{self, OpActor};
-use crate::principal::Principal;
+use crate::principal::TenantAdmin;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_keys, create_key)).routes(routes!(revoke_key))
@@ -51,16 +51,10 @@ pub(crate) struct ApiKeyIn {
     name: String,
 }
 
-fn admin_tenant(principal: &Principal) -> ApiResult<TenantId> {
-    principal.require(Role::Admin)?;
-    principal.tenant()
-}
-
 /// List the tenant's API keys (never the keys themselves).
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", security(("bearer" = [])), params(PageParams),
     responses((status = 200, body = PageOut<ApiKeyOut>)))]
-async fn list_keys(State(state): State<AppState>, principal: Principal, Query(params): Query<PageParams>) -> ApiResult<Json<PageOut<ApiKeyOut>>> {
-    let tenant = admin_tenant(&principal)?;
+async fn list_keys(State(state): State<AppState>, TenantAdmin { tenant, .. }: TenantAdmin, Query(params): Query<PageParams>) -> ApiResult<Json<PageOut<ApiKeyOut>>> {
     let (cursor, limit) = params.parse()?;
     let mut tx = state.db.tenant_tx(tenant).await?;
     let page = db::api_keys::list(&mut tx, tenant, cursor, limit).await?;
@@ -71,8 +65,7 @@ async fn list_keys(State(state): State<AppState>, principal: Principal, Query(pa
 /// Create an API key; the response is the only time the key is shown.
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", security(("bearer" = [])), request_body = ApiKeyIn,
     responses((status = 201, body = ApiKeyCreatedOut)))]
-async fn create_key(State(state): State<AppState>, principal: Principal, Json(input): Json<ApiKeyIn>) -> ApiResult<(StatusCode, Json<ApiKeyCreatedOut>)> {
-    let tenant = admin_tenant(&principal)?;
+async fn create_key(State(state): State<AppState>, TenantAdmin { principal, tenant }: TenantAdmin, Json(input): Json<ApiKeyIn>) -> ApiResult<(StatusCode, Json<ApiKeyCreatedOut>)> {
     let by = OpActor { actor: principal.audit_actor(), ctx: principal.ctx.clone() };
     let (row, key) = ops::create_api_key(&state.db, tenant, &input.name, principal.user_id(), &by, state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(ApiKeyCreatedOut { api_key: ApiKeyOut::from(row), key })))
@@ -81,8 +74,7 @@ async fn create_key(State(state): State<AppState>, principal: Principal, Json(in
 /// Revoke an API key; requests with it fail at once.
 #[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys", security(("bearer" = [])), params(("id" = ApiKeyId, Path)),
     responses((status = 204, description = "revoked"), (status = 404, body = crate::error::Problem)))]
-async fn revoke_key(State(state): State<AppState>, principal: Principal, Path(id): Path<ApiKeyId>) -> ApiResult<StatusCode> {
-    let tenant = admin_tenant(&principal)?;
+async fn revoke_key(State(state): State<AppState>, TenantAdmin { principal, tenant }: TenantAdmin, Path(id): Path<ApiKeyId>) -> ApiResult<StatusCode> {
     let now = state.clock.now();
     let mut tx = state.db.tenant_tx(tenant).await?;
     let row = db::api_keys::revoke(&mut tx, id, now).await?;

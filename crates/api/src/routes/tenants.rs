@@ -14,7 +14,7 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::{Json, Path, Query};
 use crate::ops::{self, OpActor};
-use crate::principal::Principal;
+use crate::principal::{Principal, Superadmin};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_tenants, create_tenant)).routes(routes!(get_tenant, update_tenant, delete_tenant))
@@ -53,16 +53,10 @@ pub(crate) struct TenantPatch {
     plan: Option<String>,
 }
 
-/// Tenants are visible to superadmins, and to members of the tenant itself (read only).
-fn platform(principal: &Principal) -> ApiResult<()> {
-    principal.require(Role::Superadmin)
-}
-
 /// List tenants (superadmin).
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", security(("bearer" = [])), params(PageParams),
     responses((status = 200, body = PageOut<TenantOut>)))]
-async fn list_tenants(State(state): State<AppState>, principal: Principal, Query(params): Query<PageParams>) -> ApiResult<Json<PageOut<TenantOut>>> {
-    platform(&principal)?;
+async fn list_tenants(State(state): State<AppState>, _: Superadmin, Query(params): Query<PageParams>) -> ApiResult<Json<PageOut<TenantOut>>> {
     let (cursor, limit) = params.parse()?;
     let mut tx = state.db.platform_tx().await?;
     let page = db::tenants::list(&mut tx, cursor, limit).await?;
@@ -73,8 +67,7 @@ async fn list_tenants(State(state): State<AppState>, principal: Principal, Query
 /// Create a tenant (superadmin).
 #[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", security(("bearer" = [])), request_body = TenantIn,
     responses((status = 201, body = TenantOut), (status = 409, description = "slug_taken", body = crate::error::Problem)))]
-async fn create_tenant(State(state): State<AppState>, principal: Principal, Json(input): Json<TenantIn>) -> ApiResult<(StatusCode, Json<TenantOut>)> {
-    platform(&principal)?;
+async fn create_tenant(State(state): State<AppState>, Superadmin(principal): Superadmin, Json(input): Json<TenantIn>) -> ApiResult<(StatusCode, Json<TenantOut>)> {
     let by = OpActor { actor: principal.audit_actor(), ctx: principal.ctx.clone() };
     let row = ops::create_tenant(&state.db, ops::NewTenantInput { slug: input.slug, name: input.name, plan: input.plan }, &by, state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(TenantOut::from(row))))
@@ -86,7 +79,7 @@ async fn create_tenant(State(state): State<AppState>, principal: Principal, Json
 async fn get_tenant(State(state): State<AppState>, principal: Principal, Path(id): Path<TenantId>) -> ApiResult<Json<TenantOut>> {
     let mut tx = match principal.tenant {
         None => {
-            platform(&principal)?;
+            principal.require(Role::Superadmin)?;
             state.db.platform_tx().await?
         }
         Some(own) => state.db.tenant_tx(own).await?,
@@ -99,8 +92,7 @@ async fn get_tenant(State(state): State<AppState>, principal: Principal, Path(id
 /// Rename a tenant or change its plan (superadmin).
 #[utoipa::path(patch, path = "/api/v1/tenants/{id}", tag = "tenants", security(("bearer" = [])), params(("id" = TenantId, Path)), request_body = TenantPatch,
     responses((status = 200, body = TenantOut), (status = 404, body = crate::error::Problem)))]
-async fn update_tenant(State(state): State<AppState>, principal: Principal, Path(id): Path<TenantId>, Json(patch): Json<TenantPatch>) -> ApiResult<Json<TenantOut>> {
-    platform(&principal)?;
+async fn update_tenant(State(state): State<AppState>, Superadmin(principal): Superadmin, Path(id): Path<TenantId>, Json(patch): Json<TenantPatch>) -> ApiResult<Json<TenantOut>> {
     let mut errors = Vec::new();
     if let Some(name) = &patch.name {
         if let Err(e) = domain::validate::validate_name(name, 120) {
@@ -130,8 +122,7 @@ async fn update_tenant(State(state): State<AppState>, principal: Principal, Path
 /// Delete a tenant and everything in it (superadmin).
 #[utoipa::path(delete, path = "/api/v1/tenants/{id}", tag = "tenants", security(("bearer" = [])), params(("id" = TenantId, Path)),
     responses((status = 204, description = "deleted"), (status = 404, body = crate::error::Problem)))]
-async fn delete_tenant(State(state): State<AppState>, principal: Principal, Path(id): Path<TenantId>) -> ApiResult<StatusCode> {
-    platform(&principal)?;
+async fn delete_tenant(State(state): State<AppState>, Superadmin(principal): Superadmin, Path(id): Path<TenantId>) -> ApiResult<StatusCode> {
     let now = state.clock.now();
     let mut tx = state.db.platform_tx().await?;
     let before = db::tenants::get(&mut tx, id).await?;

@@ -17,7 +17,7 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::{Json, Path, Query};
 use crate::ops::{self, OpActor};
-use crate::principal::Principal;
+use crate::principal::{Principal, TenantAdmin};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -87,11 +87,6 @@ pub(crate) struct UserListParams {
     limit: Option<u32>,
 }
 
-fn admin_tenant(principal: &Principal) -> ApiResult<TenantId> {
-    principal.require(Role::Admin)?;
-    principal.tenant()
-}
-
 fn by(principal: &Principal) -> OpActor {
     OpActor { actor: principal.audit_actor(), ctx: principal.ctx.clone() }
 }
@@ -99,8 +94,7 @@ fn by(principal: &Principal) -> OpActor {
 /// List the tenant's users.
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])), params(UserListParams),
     responses((status = 200, body = PageOut<UserOut>)))]
-async fn list_users(State(state): State<AppState>, principal: Principal, Query(params): Query<UserListParams>) -> ApiResult<Json<PageOut<UserOut>>> {
-    let tenant = admin_tenant(&principal)?;
+async fn list_users(State(state): State<AppState>, TenantAdmin { tenant, .. }: TenantAdmin, Query(params): Query<UserListParams>) -> ApiResult<Json<PageOut<UserOut>>> {
     let (cursor, limit) = PageParams { cursor: params.cursor, limit: params.limit }.parse()?;
     let mut tx = state.db.tenant_tx(tenant).await?;
     let page = db::users::list(&mut tx, tenant, &db::users::UserFilter { role: params.role }, cursor, limit).await?;
@@ -111,8 +105,7 @@ async fn list_users(State(state): State<AppState>, principal: Principal, Query(p
 /// Create a user (agent, supervisor or admin) in the tenant.
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])), request_body = UserIn,
     responses((status = 201, body = UserOut), (status = 409, description = "email_taken", body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
-async fn create_user(State(state): State<AppState>, principal: Principal, Json(input): Json<UserIn>) -> ApiResult<(StatusCode, Json<UserOut>)> {
-    let tenant = admin_tenant(&principal)?;
+async fn create_user(State(state): State<AppState>, TenantAdmin { principal, tenant }: TenantAdmin, Json(input): Json<UserIn>) -> ApiResult<(StatusCode, Json<UserOut>)> {
     let input = ops::NewUserInput { email: input.email, display_name: input.display_name, role: input.role, password: input.password };
     let row = ops::create_user(&state.db, Some(tenant), input, &by(&principal), state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(UserOut::from(row))))
@@ -136,8 +129,7 @@ async fn get_user(State(state): State<AppState>, principal: Principal, Path(id):
 /// Change a user's name, role, password or disabled flag.
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = UserId, Path)), request_body = UserPatch,
     responses((status = 200, body = UserOut), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
-async fn update_user(State(state): State<AppState>, principal: Principal, Path(id): Path<UserId>, Json(patch): Json<UserPatch>) -> ApiResult<Json<UserOut>> {
-    let tenant = admin_tenant(&principal)?;
+async fn update_user(State(state): State<AppState>, TenantAdmin { principal, tenant }: TenantAdmin, Path(id): Path<UserId>, Json(patch): Json<UserPatch>) -> ApiResult<Json<UserOut>> {
     let mut errors = Vec::new();
     if let Some(name) = &patch.display_name {
         if let Err(e) = domain::validate::validate_name(name, 120) {
@@ -195,8 +187,7 @@ async fn update_user(State(state): State<AppState>, principal: Principal, Path(i
 /// Delete a user.
 #[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = UserId, Path)),
     responses((status = 204, description = "deleted"), (status = 404, body = crate::error::Problem)))]
-async fn delete_user(State(state): State<AppState>, principal: Principal, Path(id): Path<UserId>) -> ApiResult<StatusCode> {
-    let tenant = admin_tenant(&principal)?;
+async fn delete_user(State(state): State<AppState>, TenantAdmin { principal, tenant }: TenantAdmin, Path(id): Path<UserId>) -> ApiResult<StatusCode> {
     if principal.user_id() == Some(id) {
         return Err(ApiError::conflict("cannot_delete_self", "you cannot delete your own account"));
     }
@@ -214,8 +205,7 @@ async fn delete_user(State(state): State<AppState>, principal: Principal, Path(i
 /// Remove a user's second factor (lost device) and end their sessions; they enrol again at next login.
 #[utoipa::path(post, path = "/api/v1/users/{id}/mfa/reset", tag = "users", security(("bearer" = [])), params(("id" = UserId, Path)),
     responses((status = 204, description = "reset"), (status = 404, body = crate::error::Problem)))]
-async fn reset_mfa(State(state): State<AppState>, principal: Principal, Path(id): Path<UserId>) -> ApiResult<StatusCode> {
-    let tenant = admin_tenant(&principal)?;
+async fn reset_mfa(State(state): State<AppState>, TenantAdmin { principal, tenant }: TenantAdmin, Path(id): Path<UserId>) -> ApiResult<StatusCode> {
     let now = state.clock.now();
     let mut tx = state.db.tenant_tx(tenant).await?;
     db::users::get(&mut tx, id).await?;
