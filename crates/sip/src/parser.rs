@@ -306,6 +306,11 @@ pub(crate) fn parse_head(bytes: &[u8], limits: &Limits) -> Result<Head, ParseErr
             error.get_or_insert(ParseErrorKind::InvalidUtf8 { line: line_no });
             continue;
         };
+        // A CR that does not end the line cannot be represented after unfolding.
+        if line.contains('\r') {
+            error.get_or_insert(ParseErrorKind::BadHeaderLine { line: line_no });
+            continue;
+        }
         if line.starts_with([' ', '\t']) {
             // Folded continuation of the previous header (RFC 3261 §7.3.1).
             match current.as_mut() {

@@ -4,5 +4,6 @@ mod auth;
 mod dialog;
 mod framer;
 mod parse;
+mod robustness;
 mod torture;
 mod transaction;
