@@ -14,7 +14,8 @@ pub const ARGON2_T: u32 = 2;
 pub const ARGON2_P: u32 = 1;
 
 fn argon2() -> Argon2<'static> {
-    let params = Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None).expect("constant Argon2 parameters are valid");
+    let params =
+        Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None).expect("constant Argon2 parameters are valid");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
@@ -22,7 +23,10 @@ fn argon2() -> Argon2<'static> {
 /// a blocking thread.
 pub fn hash_password(password: &str) -> String {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    argon2().hash_password(password.as_bytes(), &salt).expect("Argon2 hashing cannot fail with valid params").to_string()
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("Argon2 hashing cannot fail with valid params")
+        .to_string()
 }
 
 /// Verifies against a stored PHC string using the parameters recorded in it. CPU-heavy.
@@ -77,7 +81,8 @@ pub fn new_recovery_codes() -> Vec<String> {
 
 /// Normalises what a user typed (case, spaces, missing dash) before hashing.
 pub fn normalize_recovery_code(code: &str) -> String {
-    let compact: String = code.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_lowercase();
+    let compact: String =
+        code.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_lowercase();
     if compact.len() == 10 { format!("{}-{}", &compact[..5], &compact[5..]) } else { compact }
 }
 
@@ -99,7 +104,15 @@ pub mod totp {
     }
 
     fn totp(secret: &[u8], algorithm: Algorithm, digits: usize, issuer: &str, account: &str) -> TOTP {
-        TOTP::new_unchecked(algorithm, digits, 1, STEP_SECONDS, secret.to_vec(), Some(issuer.to_owned()), account.to_owned())
+        TOTP::new_unchecked(
+            algorithm,
+            digits,
+            1,
+            STEP_SECONDS,
+            secret.to_vec(),
+            Some(issuer.to_owned()),
+            account.to_owned(),
+        )
     }
 
     /// The code for a Unix time, with any algorithm and digit count (for the RFC vectors).

@@ -70,7 +70,8 @@ impl ApiError {
 
     /// 422 naming each invalid field.
     pub fn validation(errors: Vec<FieldError>) -> Self {
-        let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+        let detail =
+            errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
         Self { status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", detail, errors }
     }
 
@@ -79,7 +80,11 @@ impl ApiError {
     }
 
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log for the request id")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log for the request id",
+        )
     }
 
     pub fn to_problem(&self, request_id: Option<String>) -> Problem {
@@ -111,8 +116,12 @@ impl From<db::DbError> for ApiError {
         match e {
             db::DbError::NotFound => Self::not_found(),
             db::DbError::Conflict(constraint) => match constraint.as_str() {
-                "users_email_key" => Self::field_conflict("email", "email_taken", "this email is already in use"),
-                "tenants_slug_key" => Self::field_conflict("slug", "slug_taken", "this slug is already in use"),
+                "users_email_key" => {
+                    Self::field_conflict("email", "email_taken", "this email is already in use")
+                }
+                "tenants_slug_key" => {
+                    Self::field_conflict("slug", "slug_taken", "this slug is already in use")
+                }
                 _ => Self::conflict("conflict", "conflicts with an existing resource"),
             },
             other => {

@@ -10,8 +10,8 @@ pub mod error;
 pub mod extract;
 mod metrics;
 mod middleware;
-pub mod principal;
 pub mod ops;
+pub mod principal;
 mod routes;
 
 use std::net::SocketAddr;
@@ -88,7 +88,14 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(db: db::Db, vault: vault::Vault, clock: Arc<dyn Clock>, config: ApiConfig) -> Self {
         let dummy_password_hash = crypto::hash_password(&crypto::random_token());
-        Self(Arc::new(Inner { db, vault, clock, config, metrics: metrics::Metrics::new(), dummy_password_hash }))
+        Self(Arc::new(Inner {
+            db,
+            vault,
+            clock,
+            config,
+            metrics: metrics::Metrics::new(),
+            dummy_password_hash,
+        }))
     }
 }
 
@@ -108,7 +115,12 @@ impl utoipa::Modify for SecurityAddon {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).description(Some("A session token from /api/v1/auth/login, or an API key (sivo_…)")).build()),
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A session token from /api/v1/auth/login, or an API key (sivo_…)"))
+                    .build(),
+            ),
         );
     }
 }
@@ -135,7 +147,10 @@ pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     Router::new()
         .merge(api)
-        .route("/api/openapi.json", axum::routing::get(move || async move { axum::Json(openapi.as_ref().clone()) }))
+        .route(
+            "/api/openapi.json",
+            axum::routing::get(move || async move { axum::Json(openapi.as_ref().clone()) }),
+        )
         .merge(routes::health::router())
         .fallback(routes::health::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))

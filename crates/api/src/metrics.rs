@@ -31,7 +31,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("sivo");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5].into_iter())
+            Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
         });
         let logins = Family::<LoginLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());

@@ -22,7 +22,8 @@ pub(crate) async fn observe(State(state): State<AppState>, request: Request, nex
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let request_id = request_id(&request);
-    let span = tracing::info_span!("http", %method, %route, request_id = %request_id.as_deref().unwrap_or("-"));
+    let span =
+        tracing::info_span!("http", %method, %route, request_id = %request_id.as_deref().unwrap_or("-"));
     let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
     let response = as_problem(response, request_id);
     let status = response.status().as_u16();

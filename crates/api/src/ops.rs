@@ -57,10 +57,17 @@ pub async fn create_tenant(
     let mut tx = db.platform_tx().await?;
     let row = db::tenants::create(
         &mut tx,
-        db::tenants::NewTenant { id: TenantId(Uuid::new_v4()), slug: &input.slug, name: input.name.trim(), plan: &plan, now },
+        db::tenants::NewTenant {
+            id: TenantId(Uuid::new_v4()),
+            slug: &input.slug,
+            name: input.name.trim(),
+            plan: &plan,
+            now,
+        },
     )
     .await?;
-    let mut entry = by.ctx.audit(None, by.actor.clone(), "tenant.created", "tenant", Some(row.id.to_string()), now);
+    let mut entry =
+        by.ctx.audit(None, by.actor.clone(), "tenant.created", "tenant", Some(row.id.to_string()), now);
     entry.after = serde_json::to_value(&row).ok();
     db::audit::insert(&mut tx, &entry).await?;
     commit(tx).await?;
@@ -87,7 +94,8 @@ pub async fn create_user(
     if let Err(e) = domain::validate::validate_email(&email) {
         errors.push(FieldError { field: "email".into(), message: e.into() });
     }
-    let display_name = input.display_name.clone().unwrap_or_else(|| email.split('@').next().unwrap_or("").to_owned());
+    let display_name =
+        input.display_name.clone().unwrap_or_else(|| email.split('@').next().unwrap_or("").to_owned());
     if let Err(e) = domain::validate::validate_name(&display_name, 120) {
         errors.push(FieldError { field: "display_name".into(), message: e });
     }
@@ -95,14 +103,17 @@ pub async fn create_user(
         errors.push(FieldError { field: "password".into(), message: e.to_string() });
     }
     if (input.role == Role::Superadmin) != tenant.is_none() {
-        let message = if tenant.is_some() { "superadmins belong to no tenant" } else { "tenant users need a tenant" };
+        let message =
+            if tenant.is_some() { "superadmins belong to no tenant" } else { "tenant users need a tenant" };
         errors.push(FieldError { field: "role".into(), message: message.into() });
     }
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
     let password = input.password;
-    let hash = tokio::task::spawn_blocking(move || crypto::hash_password(&password)).await.map_err(|_| ApiError::internal())?;
+    let hash = tokio::task::spawn_blocking(move || crypto::hash_password(&password))
+        .await
+        .map_err(|_| ApiError::internal())?;
     let mut tx = match tenant {
         Some(t) => db.tenant_tx(t).await?,
         None => db.platform_tx().await?,
@@ -120,7 +131,8 @@ pub async fn create_user(
         },
     )
     .await?;
-    let mut entry = by.ctx.audit(tenant, by.actor.clone(), "user.created", "user", Some(row.id.to_string()), now);
+    let mut entry =
+        by.ctx.audit(tenant, by.actor.clone(), "user.created", "user", Some(row.id.to_string()), now);
     entry.after = serde_json::to_value(crate::routes::users::UserOut::from(row.clone())).ok();
     db::audit::insert(&mut tx, &entry).await?;
     commit(tx).await?;
@@ -152,7 +164,14 @@ pub async fn create_api_key(
         },
     )
     .await?;
-    let mut entry = by.ctx.audit(Some(tenant), by.actor.clone(), "api_key.created", "api_key", Some(row.id.to_string()), now);
+    let mut entry = by.ctx.audit(
+        Some(tenant),
+        by.actor.clone(),
+        "api_key.created",
+        "api_key",
+        Some(row.id.to_string()),
+        now,
+    );
     entry.after = Some(serde_json::json!({"name": row.name, "prefix": row.prefix}));
     db::audit::insert(&mut tx, &entry).await?;
     commit(tx).await?;

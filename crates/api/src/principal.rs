@@ -46,7 +46,9 @@ impl Principal {
 
     /// The caller's tenant, or 403 for platform users on tenant routes.
     pub fn tenant(&self) -> ApiResult<TenantId> {
-        self.tenant.ok_or_else(|| ApiError::forbidden("this route acts inside a tenant; superadmins use /api/v1/tenants"))
+        self.tenant.ok_or_else(|| {
+            ApiError::forbidden("this route acts inside a tenant; superadmins use /api/v1/tenants")
+        })
     }
 
     pub fn user_id(&self) -> Option<UserId> {
@@ -64,7 +66,13 @@ impl Principal {
     }
 
     /// An audit entry by this principal, stamped with the request's IP and id.
-    pub fn audit(&self, action: &str, resource_type: &str, resource_id: Option<String>, at: DateTime<Utc>) -> db::audit::NewAudit {
+    pub fn audit(
+        &self,
+        action: &str,
+        resource_type: &str,
+        resource_id: Option<String>,
+        at: DateTime<Utc>,
+    ) -> db::audit::NewAudit {
         self.ctx.audit(self.tenant, self.audit_actor(), action, resource_type, resource_id, at)
     }
 }
@@ -116,7 +124,9 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestCtx {
             .await
             .ok()
             .map(|c| c.0.ip().to_canonical().to_string());
-        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect());
+        let header = |name: &str| {
+            parts.headers.get(name).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect())
+        };
         Ok(Self { source_ip, request_id: header("x-request-id"), user_agent: header("user-agent") })
     }
 }
@@ -125,7 +135,10 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestCtx {
 pub fn presented_token(headers: &HeaderMap) -> Option<String> {
     if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let (scheme, token) = value.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned()).filter(|t| !t.is_empty());
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned())
+            .filter(|t| !t.is_empty());
     }
     headers
         .get_all(header::COOKIE)
@@ -139,13 +152,16 @@ pub fn presented_token(headers: &HeaderMap) -> Option<String> {
 
 async fn authenticate(parts: &mut Parts, state: &AppState) -> ApiResult<(Principal, bool)> {
     let ctx = RequestCtx::from_request_parts(parts, state).await?;
-    let token = presented_token(&parts.headers)
-        .ok_or_else(|| ApiError::unauthorized("send a session token or API key as Authorization: Bearer …"))?;
+    let token = presented_token(&parts.headers).ok_or_else(|| {
+        ApiError::unauthorized("send a session token or API key as Authorization: Bearer …")
+    })?;
     let now = state.clock.now();
     if let Some(prefix) = crypto::api_key_prefix(&token) {
         let mut tx = state.db.platform_tx().await?;
         let key = db::api_keys::lookup_by_prefix(&mut tx, prefix).await?;
-        let Some(key) = key.filter(|k| crypto::constant_time_eq(&k.key_hash, &crypto::sha256(token.as_bytes()))) else {
+        let Some(key) =
+            key.filter(|k| crypto::constant_time_eq(&k.key_hash, &crypto::sha256(token.as_bytes())))
+        else {
             return Err(ApiError::unauthorized("invalid or revoked API key"));
         };
         if key.last_used_at.is_none_or(|t| (now - t).num_seconds() >= TOUCH_EVERY_SECS) {
@@ -163,15 +179,24 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> ApiResult<(Princip
     }
 
     let mut tx = state.db.platform_tx().await?;
-    let session = db::sessions::lookup(&mut tx, &crypto::sha256(token.as_bytes()))
-        .await?
-        .ok_or_else(|| ApiError::new(http::StatusCode::UNAUTHORIZED, "session_invalid", "session is invalid or has ended; log in again"))?;
+    let session =
+        db::sessions::lookup(&mut tx, &crypto::sha256(token.as_bytes())).await?.ok_or_else(|| {
+            ApiError::new(
+                http::StatusCode::UNAUTHORIZED,
+                "session_invalid",
+                "session is invalid or has ended; log in again",
+            )
+        })?;
     let expired = now >= session.expires_at
         || now >= session.last_seen_at + Duration::seconds(i64::from(session.idle_timeout_s));
     if expired || session.disabled {
         db::sessions::revoke(&mut tx, SessionId(session.session_id), now).await?;
         tx.commit().await.map_err(db::DbError::from)?;
-        return Err(ApiError::new(http::StatusCode::UNAUTHORIZED, "session_expired", "session has expired; log in again"));
+        return Err(ApiError::new(
+            http::StatusCode::UNAUTHORIZED,
+            "session_expired",
+            "session has expired; log in again",
+        ));
     }
     if (now - session.last_seen_at).num_seconds() >= TOUCH_EVERY_SECS {
         db::sessions::touch(&mut tx, SessionId(session.session_id), now).await?;
@@ -179,7 +204,11 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> ApiResult<(Princip
     tx.commit().await.map_err(db::DbError::from)?;
     let role = Role::parse(&session.role).ok_or_else(ApiError::internal)?;
     let principal = Principal {
-        actor: Actor::User { id: UserId(session.user_id), email: session.email, session: SessionId(session.session_id) },
+        actor: Actor::User {
+            id: UserId(session.user_id),
+            email: session.email,
+            session: SessionId(session.session_id),
+        },
         tenant: session.tenant_id.map(TenantId),
         role,
         ctx,

@@ -38,7 +38,12 @@ fn totp_code(secret: &[u8], unix_time: i64) -> String {
     mac.update(&counter.to_be_bytes());
     let digest = mac.finalize().into_bytes();
     let offset = (digest[19] & 0x0f) as usize;
-    let binary = u32::from_be_bytes([digest[offset] & 0x7f, digest[offset + 1], digest[offset + 2], digest[offset + 3]]);
+    let binary = u32::from_be_bytes([
+        digest[offset] & 0x7f,
+        digest[offset + 1],
+        digest[offset + 2],
+        digest[offset + 3],
+    ]);
     format!("{:06}", binary % 1_000_000)
 }
 
@@ -79,7 +84,9 @@ impl App {
             builder = builder.header("authorization", format!("Bearer {token}"));
         }
         let request = match body {
-            Some(body) => builder.header("content-type", "application/json").body(Body::from(body.to_string())).unwrap(),
+            Some(body) => {
+                builder.header("content-type", "application/json").body(Body::from(body.to_string())).unwrap()
+            }
             None => builder.body(Body::empty()).unwrap(),
         };
         self.raw(request).await
@@ -93,7 +100,8 @@ impl App {
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
         };
         Reply { status, headers, body }
     }
@@ -104,13 +112,23 @@ impl App {
 
     async fn tenant(&self, slug: &str) -> TenantId {
         let input = api::ops::NewTenantInput { slug: slug.into(), name: slug.into(), plan: None };
-        let row = api::ops::create_tenant(&self.db.db, input, &api::ops::OpActor::cli(), self.clock_now()).await.unwrap();
+        let row = api::ops::create_tenant(&self.db.db, input, &api::ops::OpActor::cli(), self.clock_now())
+            .await
+            .unwrap();
         row.tenant_id()
     }
 
     async fn user(&self, tenant: Option<TenantId>, email: &str, role: Role) -> domain::UserId {
-        let input = api::ops::NewUserInput { email: email.into(), display_name: None, role, password: PASSWORD.into() };
-        api::ops::create_user(&self.db.db, tenant, input, &api::ops::OpActor::cli(), self.clock_now()).await.unwrap().user_id()
+        let input = api::ops::NewUserInput {
+            email: email.into(),
+            display_name: None,
+            role,
+            password: PASSWORD.into(),
+        };
+        api::ops::create_user(&self.db.db, tenant, input, &api::ops::OpActor::cli(), self.clock_now())
+            .await
+            .unwrap()
+            .user_id()
     }
 
     fn clock_now(&self) -> chrono::DateTime<Utc> {
@@ -146,7 +164,12 @@ impl App {
         assert!(enrol.body["qr_svg"].as_str().unwrap().contains("<svg"));
         let now = self.clock_now().timestamp();
         let confirm = self
-            .send(Method::POST, "/api/v1/auth/mfa/totp/confirm", Some(&enrol_token), Some(json!({"code": totp_code(&secret, now)})))
+            .send(
+                Method::POST,
+                "/api/v1/auth/mfa/totp/confirm",
+                Some(&enrol_token),
+                Some(json!({"code": totp_code(&secret, now)})),
+            )
             .await;
         assert_eq!(confirm.status, StatusCode::OK, "{:?}", confirm.body);
         assert_eq!(confirm.body["recovery_codes"].as_array().unwrap().len(), 10);
@@ -162,7 +185,12 @@ impl App {
     async fn audit_events(&self, token: &str, query: &str) -> Vec<String> {
         let reply = self.get(&format!("/api/v1/audit?{query}"), token).await;
         assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-        reply.body["items"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap().to_owned()).collect()
+        reply.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event"].as_str().unwrap().to_owned())
+            .collect()
     }
 }
 
@@ -184,7 +212,11 @@ async fn lockout_after_five_failures_refuses_the_right_password_and_expires() {
         assert_eq!(r.body["code"], "invalid_credentials");
     }
     let sixth = app.login("agent@lockco.example", PASSWORD, None).await;
-    assert_eq!(sixth.status, StatusCode::UNAUTHORIZED, "the 6th attempt must be refused even with the right password");
+    assert_eq!(
+        sixth.status,
+        StatusCode::UNAUTHORIZED,
+        "the 6th attempt must be refused even with the right password"
+    );
     assert_eq!(sixth.body["code"], "invalid_credentials");
 
     app.clock.advance(Duration::minutes(14));
@@ -208,7 +240,10 @@ async fn failures_spread_over_more_than_the_window_do_not_lock() {
     let t = app.tenant("slowco").await;
     app.user(Some(t), "agent@slowco.example", Role::Agent).await;
     for _ in 0..8 {
-        assert_eq!(app.login("agent@slowco.example", "wrong-password-123", None).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            app.login("agent@slowco.example", "wrong-password-123", None).await.status,
+            StatusCode::UNAUTHORIZED
+        );
         app.clock.advance(Duration::minutes(4));
     }
     app.token("agent@slowco.example").await;
@@ -270,7 +305,10 @@ async fn admins_must_use_mfa_and_codes_are_single_use() {
     // Wrong codes count toward the lockout (the success above cleared the earlier failures).
     app.clock.advance(Duration::seconds(90));
     for _ in 0..5 {
-        assert_eq!(app.login("admin@mfaco.example", PASSWORD, Some("000000")).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            app.login("admin@mfaco.example", PASSWORD, Some("000000")).await.status,
+            StatusCode::UNAUTHORIZED
+        );
     }
     let good = totp_code(&secret, app.clock_now().timestamp());
     let refused = app.login("admin@mfaco.example", PASSWORD, Some(&good)).await;
@@ -279,7 +317,12 @@ async fn admins_must_use_mfa_and_codes_are_single_use() {
     let events = app.audit_events(&token, "event=mfa").await;
     assert!(events.contains(&"auth.mfa.enabled".to_owned()), "{events:?}");
     let reasons = app.get("/api/v1/audit?event=auth.login.failed", &token).await;
-    let reasons: Vec<&str> = reasons.body["items"].as_array().unwrap().iter().filter_map(|e| e["after"]["reason"].as_str()).collect();
+    let reasons: Vec<&str> = reasons.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["after"]["reason"].as_str())
+        .collect();
     assert!(reasons.contains(&"totp_replayed"), "{reasons:?}");
     assert!(reasons.contains(&"bad_totp"), "{reasons:?}");
 }
@@ -294,13 +337,21 @@ async fn recovery_codes_work_once() {
     let enrol = app.send(Method::POST, "/api/v1/auth/mfa/totp/enroll", Some(&enrol_token), None).await;
     let secret = base32_decode(enrol.body["secret"].as_str().unwrap());
     let code = totp_code(&secret, app.clock_now().timestamp());
-    let confirm = app.send(Method::POST, "/api/v1/auth/mfa/totp/confirm", Some(&enrol_token), Some(json!({"code": code}))).await;
+    let confirm = app
+        .send(Method::POST, "/api/v1/auth/mfa/totp/confirm", Some(&enrol_token), Some(json!({"code": code})))
+        .await;
     let recovery = confirm.body["recovery_codes"][0].as_str().unwrap().to_owned();
     // The enrolment session ended with the confirmation.
     assert_eq!(app.get("/api/v1/me", &enrol_token).await.status, StatusCode::UNAUTHORIZED);
     let body = json!({"email": "admin@recco.example", "password": PASSWORD, "recovery_code": recovery.to_uppercase()});
-    assert_eq!(app.send(Method::POST, "/api/v1/auth/login", None, Some(body.clone())).await.status, StatusCode::OK);
-    assert_eq!(app.send(Method::POST, "/api/v1/auth/login", None, Some(body)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.send(Method::POST, "/api/v1/auth/login", None, Some(body.clone())).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.send(Method::POST, "/api/v1/auth/login", None, Some(body)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -377,7 +428,8 @@ async fn roles_are_checked_on_every_route() {
     assert_eq!(app.get("/api/v1/users", &root).await.status, StatusCode::FORBIDDEN);
 
     // An API key acts as its tenant's admin.
-    let created = app.send(Method::POST, "/api/v1/api-keys", Some(&admin), Some(json!({"name": "crm"}))).await;
+    let created =
+        app.send(Method::POST, "/api/v1/api-keys", Some(&admin), Some(json!({"name": "crm"}))).await;
     assert_eq!(created.status, StatusCode::CREATED);
     let key = created.body["key"].as_str().unwrap().to_owned();
     assert!(key.starts_with("sivo_"));
@@ -385,7 +437,10 @@ async fn roles_are_checked_on_every_route() {
     let listed = app.get("/api/v1/api-keys", &admin).await;
     assert!(!listed.body.to_string().contains(&key), "keys are shown once only");
     let id = created.body["id"].as_str().unwrap();
-    assert_eq!(app.send(Method::DELETE, &format!("/api/v1/api-keys/{id}"), Some(&admin), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.send(Method::DELETE, &format!("/api/v1/api-keys/{id}"), Some(&admin), None).await.status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(app.get("/api/v1/users", &key).await.status, StatusCode::UNAUTHORIZED);
 
     // Agents read themselves but nobody else.
@@ -406,12 +461,17 @@ async fn other_tenants_resources_answer_404_on_every_id_route() {
     app.user(Some(b), "admin@b.example", Role::Admin).await;
     let (a_admin, _) = app.mfa_token("admin@a.example").await;
     let (b_admin, _) = app.mfa_token("admin@b.example").await;
-    let b_key = app.send(Method::POST, "/api/v1/api-keys", Some(&b_admin), Some(json!({"name": "b-crm"}))).await;
+    let b_key =
+        app.send(Method::POST, "/api/v1/api-keys", Some(&b_admin), Some(json!({"name": "b-crm"}))).await;
     let b_key_id = b_key.body["id"].as_str().unwrap().to_owned();
 
     // B's id for each resource route prefix. A new `{id}` route must be added here, or the
     // OpenAPI sweep below fails: isolation is checked for every resource route.
-    let ids = [("/api/v1/users/", b_user.to_string()), ("/api/v1/api-keys/", b_key_id.clone()), ("/api/v1/tenants/", b.to_string())];
+    let ids = [
+        ("/api/v1/users/", b_user.to_string()),
+        ("/api/v1/api-keys/", b_key_id.clone()),
+        ("/api/v1/tenants/", b.to_string()),
+    ];
     let openapi = app.send(Method::GET, "/api/openapi.json", None, None).await.body;
     let mut checked = 0;
     for (path, item) in openapi["paths"].as_object().unwrap() {
@@ -461,22 +521,40 @@ async fn bad_input_gets_problem_json_naming_the_field() {
         (json!({"email": "x@badco.example", "role": "agent", "password": "x".repeat(129)}), "password"),
         (json!({"email": "x@badco.example", "role": "wizard", "password": PASSWORD}), "role"),
         (json!({"email": 42, "role": "agent", "password": PASSWORD}), "email"),
-        (json!({"email": "x@badco.example", "role": "agent", "password": PASSWORD, "is_root": true}), "is_root"),
+        (
+            json!({"email": "x@badco.example", "role": "agent", "password": PASSWORD, "is_root": true}),
+            "is_root",
+        ),
         (json!({"email": "x@badco.example", "role": "superadmin", "password": PASSWORD}), "role"),
     ];
     for (body, field) in cases {
         let r = app.send(Method::POST, "/api/v1/users", Some(&admin), Some(body.clone())).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {:?}", r.body);
         assert_eq!(r.headers.get("content-type").unwrap(), "application/problem+json");
-        let fields: Vec<&str> = r.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+        let fields: Vec<&str> =
+            r.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
         assert!(fields.contains(&field), "{body}: expected {field} in {fields:?}");
         assert!(r.body["request_id"].is_string());
     }
 
     // Duplicate e-mail: 409 naming the field.
-    let ok = app.send(Method::POST, "/api/v1/users", Some(&admin), Some(json!({"email": "dup@badco.example", "role": "agent", "password": PASSWORD}))).await;
+    let ok = app
+        .send(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"email": "dup@badco.example", "role": "agent", "password": PASSWORD})),
+        )
+        .await;
     assert_eq!(ok.status, StatusCode::CREATED);
-    let dup = app.send(Method::POST, "/api/v1/users", Some(&admin), Some(json!({"email": "DUP@badco.example", "role": "agent", "password": PASSWORD}))).await;
+    let dup = app
+        .send(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"email": "DUP@badco.example", "role": "agent", "password": PASSWORD})),
+        )
+        .await;
     assert_eq!(dup.status, StatusCode::CONFLICT);
     assert_eq!(dup.body["code"], "email_taken");
 
@@ -496,7 +574,10 @@ async fn bad_input_gets_problem_json_naming_the_field() {
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let huge = format!("{{\"email\": \"{}\"}}", "a".repeat(200_000));
     let r = app.raw(raw(Body::from(huge), "application/json")).await;
-    assert_eq!((r.status, r.body["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")));
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
+    );
 
     // Bad query parameters and ids.
     let r = app.get("/api/v1/users?limit=0", &admin).await;
@@ -524,9 +605,19 @@ async fn admin_changes_are_audited_with_before_after_ip_and_filters() {
     let ana = created.body["id"].as_str().unwrap().to_owned();
     let start = app.clock_now();
     app.clock.advance(Duration::minutes(5));
-    let patched = app.send(Method::PATCH, &format!("/api/v1/users/{ana}"), Some(&admin), Some(json!({"display_name": "Ana Lima", "role": "supervisor"}))).await;
+    let patched = app
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/users/{ana}"),
+            Some(&admin),
+            Some(json!({"display_name": "Ana Lima", "role": "supervisor"})),
+        )
+        .await;
     assert_eq!(patched.status, StatusCode::OK, "{:?}", patched.body);
-    assert_eq!(app.send(Method::DELETE, &format!("/api/v1/users/{ana}"), Some(&admin), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.send(Method::DELETE, &format!("/api/v1/users/{ana}"), Some(&admin), None).await.status,
+        StatusCode::NO_CONTENT
+    );
 
     let r = app.get(&format!("/api/v1/audit?resource=user:{ana}"), &admin).await;
     let items = r.body["items"].as_array().unwrap();
@@ -547,7 +638,11 @@ async fn admin_changes_are_audited_with_before_after_ip_and_filters() {
     let events = app.audit_events(&admin, &q).await;
     assert_eq!(events, vec!["user.deleted", "user.updated"]);
     let to = format!("to={}&event=user", urlencode(&since));
-    assert_eq!(app.audit_events(&admin, &to).await, vec!["user.created", "user.created"], "the CLI created the admin, the admin created Ana");
+    assert_eq!(
+        app.audit_events(&admin, &to).await,
+        vec!["user.created", "user.created"],
+        "the CLI created the admin, the admin created Ana"
+    );
 
     // Pagination walks everything exactly once.
     let mut seen = Vec::new();
@@ -587,24 +682,41 @@ async fn conventions_health_metrics_openapi_request_ids() {
     assert_eq!((r.status, r.body["database"].as_str()), (StatusCode::OK, Some("ok")));
     assert!(r.headers.get("x-request-id").is_some());
 
-    let request = Request::builder().uri("/nope").header("x-request-id", "trace-me-123").body(Body::empty()).unwrap();
+    let request =
+        Request::builder().uri("/nope").header("x-request-id", "trace-me-123").body(Body::empty()).unwrap();
     let r = app.raw(request).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.body["request_id"], "trace-me-123");
     assert_eq!(r.headers.get("x-request-id").unwrap(), "trace-me-123");
     let r = app.send(Method::DELETE, "/healthz", None, None).await;
-    assert_eq!((r.status, r.body["code"].as_str()), (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed")));
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
+    );
 
     let spec = app.send(Method::GET, "/api/openapi.json", None, None).await.body;
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/api/v1/auth/login", "/api/v1/auth/logout", "/api/v1/me", "/api/v1/users", "/api/v1/users/{id}", "/api/v1/tenants", "/api/v1/api-keys", "/api/v1/audit", "/api/v1/auth/mfa/totp/enroll"] {
+    for path in [
+        "/api/v1/auth/login",
+        "/api/v1/auth/logout",
+        "/api/v1/me",
+        "/api/v1/users",
+        "/api/v1/users/{id}",
+        "/api/v1/tenants",
+        "/api/v1/api-keys",
+        "/api/v1/audit",
+        "/api/v1/auth/mfa/totp/enroll",
+    ] {
         assert!(spec["paths"][path].is_object(), "{path} missing from OpenAPI");
     }
     assert!(spec["components"]["schemas"]["Problem"].is_object());
 
     let metrics = app.send(Method::GET, "/metrics", None, None).await.body;
     let text = metrics.as_str().unwrap();
-    assert!(text.contains("sivo_http_requests_total{method=\"GET\",route=\"/readyz\",status=\"200\"}"), "{text}");
+    assert!(
+        text.contains("sivo_http_requests_total{method=\"GET\",route=\"/readyz\",status=\"200\"}"),
+        "{text}"
+    );
     assert!(text.contains("sivo_http_request_duration_seconds_bucket"));
 }
 
@@ -613,19 +725,46 @@ async fn superadmin_manages_tenants() {
     let app = App::new().await;
     app.user(None, "root@platform.example", Role::Superadmin).await;
     let (root, _) = app.mfa_token("root@platform.example").await;
-    let created = app.send(Method::POST, "/api/v1/tenants", Some(&root), Some(json!({"slug": "newco", "name": "New Co", "plan": "pro"}))).await;
+    let created = app
+        .send(
+            Method::POST,
+            "/api/v1/tenants",
+            Some(&root),
+            Some(json!({"slug": "newco", "name": "New Co", "plan": "pro"})),
+        )
+        .await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     let id = created.body["id"].as_str().unwrap().to_owned();
-    let dup = app.send(Method::POST, "/api/v1/tenants", Some(&root), Some(json!({"slug": "newco", "name": "Again"}))).await;
+    let dup = app
+        .send(Method::POST, "/api/v1/tenants", Some(&root), Some(json!({"slug": "newco", "name": "Again"})))
+        .await;
     assert_eq!((dup.status, dup.body["code"].as_str()), (StatusCode::CONFLICT, Some("slug_taken")));
-    let bad = app.send(Method::POST, "/api/v1/tenants", Some(&root), Some(json!({"slug": "x", "name": "X", "plan": "gold"}))).await;
-    let fields: Vec<&str> = bad.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    let bad = app
+        .send(
+            Method::POST,
+            "/api/v1/tenants",
+            Some(&root),
+            Some(json!({"slug": "x", "name": "X", "plan": "gold"})),
+        )
+        .await;
+    let fields: Vec<&str> =
+        bad.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(fields, vec!["slug", "plan"]);
-    let patched = app.send(Method::PATCH, &format!("/api/v1/tenants/{id}"), Some(&root), Some(json!({"plan": "enterprise"}))).await;
+    let patched = app
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/tenants/{id}"),
+            Some(&root),
+            Some(json!({"plan": "enterprise"})),
+        )
+        .await;
     assert_eq!(patched.body["plan"], "enterprise");
     let list = app.get("/api/v1/tenants", &root).await;
     assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
-    assert_eq!(app.send(Method::DELETE, &format!("/api/v1/tenants/{id}"), Some(&root), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.send(Method::DELETE, &format!("/api/v1/tenants/{id}"), Some(&root), None).await.status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(app.get(&format!("/api/v1/tenants/{id}"), &root).await.status, StatusCode::NOT_FOUND);
     let events = app.audit_events(&root, "resource=tenant").await;
     assert_eq!(events, vec!["tenant.deleted", "tenant.updated", "tenant.created"]);

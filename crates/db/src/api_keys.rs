@@ -23,7 +23,10 @@ pub struct ApiKeyRow {
 
 impl std::fmt::Debug for ApiKeyRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiKeyRow").field("id", &self.id).field("prefix", &self.prefix).finish_non_exhaustive()
+        f.debug_struct("ApiKeyRow")
+            .field("id", &self.id)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
     }
 }
 

@@ -47,7 +47,10 @@ pub async fn lock_until(conn: &mut PgConnection, user: UserId, until: DateTime<U
 
 /// After a successful login the slate is clean.
 pub async fn clear_failures(conn: &mut PgConnection, user: UserId) -> Result<()> {
-    sqlx::query("delete from login_failures where user_id = $1").bind(user.as_uuid()).execute(&mut *conn).await?;
+    sqlx::query("delete from login_failures where user_id = $1")
+        .bind(user.as_uuid())
+        .execute(&mut *conn)
+        .await?;
     sqlx::query("update users set locked_until = null where id = $1 and locked_until is not null")
         .bind(user.as_uuid())
         .execute(conn)
@@ -62,15 +65,20 @@ pub async fn replace_recovery_codes(
     user: UserId,
     code_hashes: &[Vec<u8>],
 ) -> Result<()> {
-    sqlx::query("delete from mfa_recovery_codes where user_id = $1").bind(user.as_uuid()).execute(&mut *conn).await?;
+    sqlx::query("delete from mfa_recovery_codes where user_id = $1")
+        .bind(user.as_uuid())
+        .execute(&mut *conn)
+        .await?;
     for hash in code_hashes {
-        sqlx::query("insert into mfa_recovery_codes (id, tenant_id, user_id, code_hash) values ($1, $2, $3, $4)")
-            .bind(Uuid::new_v4())
-            .bind(tenant.map(|t| t.as_uuid()))
-            .bind(user.as_uuid())
-            .bind(hash)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "insert into mfa_recovery_codes (id, tenant_id, user_id, code_hash) values ($1, $2, $3, $4)",
+        )
+        .bind(Uuid::new_v4())
+        .bind(tenant.map(|t| t.as_uuid()))
+        .bind(user.as_uuid())
+        .bind(hash)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }

@@ -108,7 +108,9 @@ pub fn find_bindir() -> Result<PathBuf, EmbeddedError> {
         if dir.join("initdb").is_file() && dir.join("postgres").is_file() {
             return Ok(dir);
         }
-        return Err(EmbeddedError::BinariesMissing { searched: format!("{} (SIVO_PG_BINDIR)", dir.display()) });
+        return Err(EmbeddedError::BinariesMissing {
+            searched: format!("{} (SIVO_PG_BINDIR)", dir.display()),
+        });
     }
     if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
         let mut versions: Vec<(u32, PathBuf)> = entries
@@ -118,7 +120,7 @@ pub fn find_bindir() -> Result<PathBuf, EmbeddedError> {
                 Some((version, e.path().join("bin")))
             })
             .collect();
-        versions.sort_by(|a, b| b.0.cmp(&a.0));
+        versions.sort_by_key(|v| std::cmp::Reverse(v.0));
         candidates.extend(versions.into_iter().map(|(_, p)| p));
     }
     if let Some(path) = std::env::var_os("PATH") {
@@ -240,11 +242,11 @@ impl EmbeddedPostgres {
                     tail: log_tail(&self.layout.log_file),
                 });
             }
-            if self.layout.socket_file().exists() {
-                if let Ok(conn) = options.connect().await {
-                    let _ = conn.close().await;
-                    return Ok(());
-                }
+            if self.layout.socket_file().exists()
+                && let Ok(conn) = options.connect().await
+            {
+                let _ = conn.close().await;
+                return Ok(());
             }
             if started.elapsed() > limit {
                 return Err(EmbeddedError::NotReady {
@@ -266,9 +268,12 @@ impl EmbeddedPostgres {
             .fetch_one(&mut conn)
             .await?;
         if !exists {
-            sqlx::query(&format!("create database {DATABASE} owner {} encoding 'UTF8'", crate::roles::OWNER_ROLE))
-                .execute(&mut conn)
-                .await?;
+            sqlx::query(&format!(
+                "create database {DATABASE} owner {} encoding 'UTF8'",
+                crate::roles::OWNER_ROLE
+            ))
+            .execute(&mut conn)
+            .await?;
         }
         conn.close().await?;
         Ok(())
@@ -329,7 +334,12 @@ pub async fn running_cluster(data_dir: &Path) -> Option<Layout> {
     Some(layout)
 }
 
-async fn initdb(bindir: &Path, layout: &Layout, owner: Option<RunAs>, fast: bool) -> Result<(), EmbeddedError> {
+async fn initdb(
+    bindir: &Path,
+    layout: &Layout,
+    owner: Option<RunAs>,
+    fast: bool,
+) -> Result<(), EmbeddedError> {
     let mut cmd = tokio::process::Command::new(bindir.join("initdb"));
     cmd.arg("-D")
         .arg(&layout.cluster_dir)
@@ -373,10 +383,10 @@ async fn stop_orphan(bindir: &Path, layout: &Layout, owner: Option<RunAs>) {
     if let Some(owner) = owner {
         cmd.uid(owner.uid.as_raw()).gid(owner.gid.as_raw());
     }
-    if let Ok(status) = cmd.status().await {
-        if status.success() {
-            tracing::info!("stopped a PostgreSQL left running by an earlier sivo");
-        }
+    if let Ok(status) = cmd.status().await
+        && status.success()
+    {
+        tracing::info!("stopped a PostgreSQL left running by an earlier sivo");
     }
 }
 

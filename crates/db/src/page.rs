@@ -22,7 +22,10 @@ impl Cursor {
         let bytes = B64.decode(text).ok()?;
         let text = std::str::from_utf8(&bytes).ok()?;
         let (micros, id) = text.split_once('|')?;
-        Some(Self { at: DateTime::from_timestamp_micros(micros.parse().ok()?)?, id: Uuid::parse_str(id).ok()? })
+        Some(Self {
+            at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            id: Uuid::parse_str(id).ok()?,
+        })
     }
 }
 
@@ -52,7 +55,10 @@ mod tests {
 
     #[test]
     fn cursor_round_trips_and_rejects_garbage() {
-        let c = Cursor { at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(), id: Uuid::new_v4() };
+        let c = Cursor {
+            at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            id: Uuid::new_v4(),
+        };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
         assert_eq!(Cursor::decode("nope"), None);
         assert_eq!(Cursor::decode(""), None);

@@ -103,8 +103,8 @@ pub async fn revoke_all_for_user(
     .bind(user.as_uuid())
     .bind(now)
     .bind(except.map(|s| s.as_uuid()))
-        .execute(conn)
-        .await?;
+    .execute(conn)
+    .await?;
     Ok(done.rows_affected())
 }
 

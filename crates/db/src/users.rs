@@ -125,7 +125,12 @@ pub struct UserPatch<'a> {
     pub password_hash: Option<&'a str>,
 }
 
-pub async fn update(conn: &mut PgConnection, id: UserId, p: UserPatch<'_>, now: DateTime<Utc>) -> Result<UserRow> {
+pub async fn update(
+    conn: &mut PgConnection,
+    id: UserId,
+    p: UserPatch<'_>,
+    now: DateTime<Utc>,
+) -> Result<UserRow> {
     Ok(sqlx::query_as(
         "update users set display_name = coalesce($2, display_name), role = coalesce($3, role),
                 disabled = coalesce($4, disabled), password_hash = coalesce($5, password_hash), updated_at = $6
@@ -150,7 +155,12 @@ pub async fn delete(conn: &mut PgConnection, id: UserId) -> Result<()> {
 }
 
 /// Stores a TOTP secret awaiting confirmation (not yet enabled).
-pub async fn set_pending_totp(conn: &mut PgConnection, id: UserId, secret_enc: &str, now: DateTime<Utc>) -> Result<()> {
+pub async fn set_pending_totp(
+    conn: &mut PgConnection,
+    id: UserId,
+    secret_enc: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
     sqlx::query("update users set totp_secret_enc = $2, totp_enabled = false, updated_at = $3 where id = $1")
         .bind(id.as_uuid())
         .bind(secret_enc)
@@ -160,7 +170,12 @@ pub async fn set_pending_totp(conn: &mut PgConnection, id: UserId, secret_enc: &
     Ok(())
 }
 
-pub async fn enable_totp(conn: &mut PgConnection, id: UserId, accepted_step: i64, now: DateTime<Utc>) -> Result<()> {
+pub async fn enable_totp(
+    conn: &mut PgConnection,
+    id: UserId,
+    accepted_step: i64,
+    now: DateTime<Utc>,
+) -> Result<()> {
     sqlx::query("update users set totp_enabled = true, totp_last_step = $2, updated_at = $3 where id = $1")
         .bind(id.as_uuid())
         .bind(accepted_step)

@@ -12,7 +12,8 @@ use uuid::Uuid;
 /// Tables that hold tenant data without a `tenant_id` column, checked by hand.
 const EXTRA_TENANT_TABLES: &[&str] = &["tenants"];
 /// Tables that may honour platform mode (identity data the login path and operators need).
-const PLATFORM_TABLES: &[&str] = &["tenants", "users", "mfa_recovery_codes", "login_failures", "sessions", "api_keys", "audit_log"];
+const PLATFORM_TABLES: &[&str] =
+    &["tenants", "users", "mfa_recovery_codes", "login_failures", "sessions", "api_keys", "audit_log"];
 
 async fn tenant_tables(conn: &mut sqlx::PgConnection) -> Vec<String> {
     let mut names: Vec<String> = sqlx::query_scalar(
@@ -57,12 +58,18 @@ async fn every_tenant_table_has_forced_rls_with_complete_policies() {
                 for expr in [qual, check].into_iter().flatten() {
                     assert_ne!(expr.trim(), "true", "{table}: {cmd} policy is always true");
                     if !PLATFORM_TABLES.contains(&table.as_str()) {
-                        assert!(!expr.contains("sivo_is_platform"), "{table}: business tables must not honour platform mode");
+                        assert!(
+                            !expr.contains("sivo_is_platform"),
+                            "{table}: business tables must not honour platform mode"
+                        );
                     }
                 }
             }
             if cmd == "INSERT" || cmd == "UPDATE" {
-                assert!(covering.iter().all(|(_, _, check)| check.is_some()), "{table}: {cmd} policy lacks WITH CHECK");
+                assert!(
+                    covering.iter().all(|(_, _, check)| check.is_some()),
+                    "{table}: {cmd} policy lacks WITH CHECK"
+                );
             }
         }
     }
@@ -92,7 +99,8 @@ async fn app_role_owns_nothing_and_cannot_bypass_rls() {
         .unwrap();
     assert!(!member_of_owner, "sivo_app must not be a member of the owner role");
     // The application really is connected as sivo_app.
-    let current: String = sqlx::query_scalar("select current_user::text").fetch_one(t.db.pool()).await.unwrap();
+    let current: String =
+        sqlx::query_scalar("select current_user::text").fetch_one(t.db.pool()).await.unwrap();
     assert_eq!(current, "sivo_app");
     // No view, materialized view or SECURITY DEFINER function can route around the policies.
     let risky: i64 = sqlx::query_scalar(
@@ -102,7 +110,10 @@ async fn app_role_owns_nothing_and_cannot_bypass_rls() {
     .fetch_one(&mut conn)
     .await
     .unwrap();
-    assert_eq!(risky, 0, "views, materialized views, foreign tables or SECURITY DEFINER functions need review");
+    assert_eq!(
+        risky, 0,
+        "views, materialized views, foreign tables or SECURITY DEFINER functions need review"
+    );
 }
 
 struct Seeded {
@@ -114,7 +125,9 @@ async fn seed(t: &TestDb, slug: &str) -> Seeded {
     let now = Utc::now();
     let tenant = TenantId(Uuid::new_v4());
     let mut tx = t.db.platform_tx().await.unwrap();
-    tenants::create(&mut tx, tenants::NewTenant { id: tenant, slug, name: slug, plan: "free", now }).await.unwrap();
+    tenants::create(&mut tx, tenants::NewTenant { id: tenant, slug, name: slug, plan: "free", now })
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let mut tx = t.db.tenant_tx(tenant).await.unwrap();
     let user = UserId(Uuid::new_v4());
@@ -132,13 +145,18 @@ async fn seed(t: &TestDb, slug: &str) -> Seeded {
     )
     .await
     .unwrap();
-    db::auth::record_failure(&mut tx, Some(tenant), user, "test", now, now - chrono::Duration::minutes(15)).await.unwrap();
+    db::auth::record_failure(&mut tx, Some(tenant), user, "test", now, now - chrono::Duration::minutes(15))
+        .await
+        .unwrap();
     db::auth::replace_recovery_codes(&mut tx, Some(tenant), user, &[vec![1, 2, 3]]).await.unwrap();
     let event = domain::events::Event::new(
         domain::EventId(Uuid::new_v4()),
         tenant,
         now,
-        domain::events::EventPayload::AgentPaused(domain::events::AgentPaused { agent_id: user, reason: "lunch".into() }),
+        domain::events::EventPayload::AgentPaused(domain::events::AgentPaused {
+            agent_id: user,
+            reason: "lunch".into(),
+        }),
     );
     db::outbox::enqueue(&mut tx, &event).await.unwrap();
     db::audit::insert(
@@ -253,7 +271,11 @@ async fn tenants_see_only_their_rows_in_every_tenant_table() {
         tx.rollback().await.unwrap();
         for garbage in ["", "not-a-uuid", "' or 1=1 --", "00000000-0000-0000-0000-00000000000g"] {
             let mut tx = t.db.bare_tx().await.unwrap();
-            sqlx::query("select set_config('app.tenant_id', $1, true)").bind(garbage).execute(&mut *tx).await.unwrap();
+            sqlx::query("select set_config('app.tenant_id', $1, true)")
+                .bind(garbage)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
             assert_eq!(count_rows(&mut tx, table).await, 0, "{table}: rows visible with tenant {garbage:?}");
             tx.rollback().await.unwrap();
         }
@@ -306,7 +328,10 @@ async fn tenant_setting_never_leaks_between_transactions_on_one_connection() {
         }
         let mut bare = db.bare_tx().await.unwrap();
         let setting: Option<String> =
-            sqlx::query_scalar("select nullif(current_setting('app.tenant_id', true), '')").fetch_one(&mut *bare).await.unwrap();
+            sqlx::query_scalar("select nullif(current_setting('app.tenant_id', true), '')")
+                .fetch_one(&mut *bare)
+                .await
+                .unwrap();
         assert_eq!(setting, None, "round {round}: tenant leaked into the next transaction");
         assert_eq!(count_rows(&mut bare, "users").await, 0);
         bare.rollback().await.unwrap();
@@ -333,7 +358,10 @@ async fn outbox_event_exists_only_if_its_transaction_commits() {
             domain::EventId(Uuid::new_v4()),
             a.tenant,
             Utc::now(),
-            domain::events::EventPayload::AgentPaused(domain::events::AgentPaused { agent_id: a.user, reason: reason.into() }),
+            domain::events::EventPayload::AgentPaused(domain::events::AgentPaused {
+                agent_id: a.user,
+                reason: reason.into(),
+            }),
         )
     };
     let mut tx = t.db.tenant_tx(a.tenant).await.unwrap();

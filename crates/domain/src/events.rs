@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{CallId, EventId, QueueId, TenantId, UserId};
 
 /// Every event type in the catalog, with its wire name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub enum EventType {
     #[serde(rename = "call.created")]
     CallCreated,

@@ -197,13 +197,18 @@ async fn admin(db: &db::Db, command: Command) -> anyhow::Result<()> {
                 tx.commit().await?;
                 match row {
                     Ok(row) => row,
-                    Err(db::DbError::NotFound) => bail!("no tenant with slug {tenant:?}; list them with `sivo tenant list`"),
+                    Err(db::DbError::NotFound) => {
+                        bail!("no tenant with slug {tenant:?}; list them with `sivo tenant list`")
+                    }
                     Err(e) => return Err(e.into()),
                 }
             };
             let (password, generated) = password(password_stdin)?;
-            let input = api::ops::NewUserInput { email, display_name: name, role, password: password.clone() };
-            let row = api::ops::create_user(db, Some(tenant_row.tenant_id()), input, &by, now).await.map_err(explain)?;
+            let input =
+                api::ops::NewUserInput { email, display_name: name, role, password: password.clone() };
+            let row = api::ops::create_user(db, Some(tenant_row.tenant_id()), input, &by, now)
+                .await
+                .map_err(explain)?;
             println!("created {} {} in tenant {} id={}", row.role, row.email, tenant_row.slug, row.id);
             if generated {
                 println!("password (shown once): {password}");
@@ -214,7 +219,12 @@ async fn admin(db: &db::Db, command: Command) -> anyhow::Result<()> {
         }
         Command::Superadmin { command: SuperadminCommand::Create { email, password_stdin } } => {
             let (password, generated) = password(password_stdin)?;
-            let input = api::ops::NewUserInput { email, display_name: None, role: Role::Superadmin, password: password.clone() };
+            let input = api::ops::NewUserInput {
+                email,
+                display_name: None,
+                role: Role::Superadmin,
+                password: password.clone(),
+            };
             let row = api::ops::create_user(db, None, input, &by, now).await.map_err(explain)?;
             println!("created superadmin {} id={}", row.email, row.id);
             if generated {
@@ -227,9 +237,13 @@ async fn admin(db: &db::Db, command: Command) -> anyhow::Result<()> {
                 let mut tx = db.platform_tx().await?;
                 let row = db::tenants::get_by_slug(&mut tx, &tenant).await;
                 tx.commit().await?;
-                row.map_err(|_| anyhow::anyhow!("no tenant with slug {tenant:?}; list them with `sivo tenant list`"))?
+                row.map_err(|_| {
+                    anyhow::anyhow!("no tenant with slug {tenant:?}; list them with `sivo tenant list`")
+                })?
             };
-            let (row, key) = api::ops::create_api_key(db, tenant_row.tenant_id(), &name, None, &by, now).await.map_err(explain)?;
+            let (row, key) = api::ops::create_api_key(db, tenant_row.tenant_id(), &name, None, &by, now)
+                .await
+                .map_err(explain)?;
             println!("created API key {} ({}) id={}", row.name, row.prefix, row.id);
             println!("key (shown once): {key}");
         }
@@ -243,7 +257,8 @@ fn explain(e: api::ApiError) -> anyhow::Error {
     if e.errors.is_empty() {
         anyhow::anyhow!("{}", e.detail)
     } else {
-        let fields: Vec<String> = e.errors.iter().map(|f| format!("--{}: {}", f.field.replace('_', "-"), f.message)).collect();
+        let fields: Vec<String> =
+            e.errors.iter().map(|f| format!("--{}: {}", f.field.replace('_', "-"), f.message)).collect();
         anyhow::anyhow!("{}", fields.join("; "))
     }
 }

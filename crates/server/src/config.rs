@@ -158,7 +158,9 @@ impl Config {
         if let Some(key) = &self.secrets.master_key {
             vault::Vault::from_base64(key.expose()).context("secrets.master_key")?;
         }
-        for (name, url) in [("database.url", &self.database.url), ("database.app_url", &self.database.app_url)] {
+        for (name, url) in
+            [("database.url", &self.database.url), ("database.app_url", &self.database.app_url)]
+        {
             if let Some(url) = url {
                 url.expose()
                     .parse::<sqlx::postgres::PgConnectOptions>()

@@ -53,14 +53,22 @@ impl Database {
                         let owner = layout
                             .connect_options(db::embedded::SUPERUSER, db::embedded::DATABASE)
                             .options([("role", db::roles::OWNER_ROLE)]);
-                        let app = AppEndpoint::Login(layout.connect_options(db::roles::APP_ROLE, db::embedded::DATABASE));
+                        let app = AppEndpoint::Login(
+                            layout.connect_options(db::roles::APP_ROLE, db::embedded::DATABASE),
+                        );
                         (Endpoints { owner, app }, None)
                     }
                     None => {
-                        let pg = EmbeddedPostgres::start(&EmbeddedConfig { data_dir: config.data_dir.clone(), unsafe_fast: false })
-                            .await
-                            .context("starting the embedded PostgreSQL")?;
-                        let endpoints = Endpoints { owner: pg.owner_options(), app: AppEndpoint::Login(pg.app_options()) };
+                        let pg = EmbeddedPostgres::start(&EmbeddedConfig {
+                            data_dir: config.data_dir.clone(),
+                            unsafe_fast: false,
+                        })
+                        .await
+                        .context("starting the embedded PostgreSQL")?;
+                        let endpoints = Endpoints {
+                            owner: pg.owner_options(),
+                            app: AppEndpoint::Login(pg.app_options()),
+                        };
                         (endpoints, Some(pg))
                     }
                 }

@@ -19,10 +19,11 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let vault = config.vault().context("loading the master key")?;
 
     let database = Database::open_owned(&config).await?;
-    let state = api::AppState::new(database.db.clone(), vault, Arc::new(api::SystemClock), config.api_config());
-    let listener = tokio::net::TcpListener::bind(config.http_addr)
-        .await
-        .with_context(|| format!("binding the HTTP address {} (set --http-addr or SIVO_HTTP_ADDR)", config.http_addr))?;
+    let state =
+        api::AppState::new(database.db.clone(), vault, Arc::new(api::SystemClock), config.api_config());
+    let listener = tokio::net::TcpListener::bind(config.http_addr).await.with_context(|| {
+        format!("binding the HTTP address {} (set --http-addr or SIVO_HTTP_ADDR)", config.http_addr)
+    })?;
     let local = listener.local_addr()?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -74,17 +75,28 @@ impl Supervisor {
             restarts += 1;
             tracing::error!(%status, restarts, "embedded PostgreSQL exited; restarting it");
             if restarts > 5 {
-                bail!("embedded PostgreSQL exited {restarts} times; giving up (see {}/log/postgres.log)", self.config.data_dir.display());
+                bail!(
+                    "embedded PostgreSQL exited {restarts} times; giving up (see {}/log/postgres.log)",
+                    self.config.data_dir.display()
+                );
             }
             tokio::time::sleep(Duration::from_secs(u64::from(restarts))).await;
-            self.pg = EmbeddedPostgres::start(&EmbeddedConfig { data_dir: self.config.data_dir.clone(), unsafe_fast: false }).await?;
+            self.pg = EmbeddedPostgres::start(&EmbeddedConfig {
+                data_dir: self.config.data_dir.clone(),
+                unsafe_fast: false,
+            })
+            .await?;
         }
     }
 }
 
 #[allow(clippy::print_stdout)]
 async fn announce(config: &Config, db: &db::Db, addr: std::net::SocketAddr) {
-    let database = if config.database.url.is_some() { "external PostgreSQL (DATABASE_URL)".to_owned() } else { format!("embedded PostgreSQL in {}", config.data_dir.join("pg").display()) };
+    let database = if config.database.url.is_some() {
+        "external PostgreSQL (DATABASE_URL)".to_owned()
+    } else {
+        format!("embedded PostgreSQL in {}", config.data_dir.join("pg").display())
+    };
     println!("SIVO is running: http://{addr}/  (API under /api/v1, OpenAPI at /api/openapi.json)");
     println!("database: {database}");
     let has_superadmin = async {
@@ -99,7 +111,9 @@ async fn announce(config: &Config, db: &db::Db, addr: std::net::SocketAddr) {
         println!("  sivo superadmin create --email you@example.com --data-dir {data_dir}");
         println!("then a tenant and its admin:");
         println!("  sivo tenant create --slug acme --name \"Acme Inc\" --data-dir {data_dir}");
-        println!("  sivo user create --tenant acme --email admin@acme.example --role admin --data-dir {data_dir}");
+        println!(
+            "  sivo user create --tenant acme --email admin@acme.example --role admin --data-dir {data_dir}"
+        );
     }
     println!("Press Ctrl-C to stop.");
 }
@@ -155,7 +169,10 @@ fn lock_data_dir(config: &Config) -> anyhow::Result<nix::fcntl::Flock<std::fs::F
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
-        anyhow::anyhow!("another `sivo serve` is already using {} (one server per data directory)", config.data_dir.display())
+        anyhow::anyhow!(
+            "another `sivo serve` is already using {} (one server per data directory)",
+            config.data_dir.display()
+        )
     })
 }
 

@@ -64,10 +64,10 @@ fn start_server(data_dir: &Path, port: u16) -> Server {
 async fn wait_ready(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
-            if r.status().is_success() {
-                return;
-            }
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return;
         }
         assert!(Instant::now() < deadline, "sivo serve did not become ready");
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -76,7 +76,8 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
 
 fn totp(secret_b32: &str, unix_time: u64) -> String {
     let secret = totp_rs::Secret::Encoded(secret_b32.to_owned()).to_bytes().unwrap();
-    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, secret, None, String::new()).generate(unix_time)
+    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, secret, None, String::new())
+        .generate(unix_time)
 }
 
 fn now() -> u64 {
@@ -111,49 +112,135 @@ async fn serve_cli_mfa_login_and_audit_log() {
     // Admin commands share the running server's embedded database.
     let o = sivo(&data, &["tenant", "create", "--slug", "acme", "--name", "Acme Inc"], None);
     assert!(o.status.success(), "{o:?}");
-    let o = sivo(&data, &["user", "create", "--tenant", "acme", "--email", "admin@acme.example", "--role", "admin", "--password-stdin"], Some("correct-horse-battery\n"));
+    let o = sivo(
+        &data,
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "acme",
+            "--email",
+            "admin@acme.example",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        Some("correct-horse-battery\n"),
+    );
     assert!(o.status.success(), "{o:?}");
-    let bad = sivo(&data, &["user", "create", "--tenant", "acme", "--email", "x@acme.example", "--role", "agent", "--password-stdin"], Some("short\n"));
+    let bad = sivo(
+        &data,
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "acme",
+            "--email",
+            "x@acme.example",
+            "--role",
+            "agent",
+            "--password-stdin",
+        ],
+        Some("short\n"),
+    );
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("--password: password must be at least 12 characters"), "{bad:?}");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--password: password must be at least 12 characters"),
+        "{bad:?}"
+    );
     let key = sivo(&data, &["api-key", "create", "--tenant", "acme", "--name", "crm"], None);
     let key_line = stdout(&key);
-    let api_key = key_line.lines().find_map(|l| l.strip_prefix("key (shown once): ")).expect("key printed").to_owned();
+    let api_key =
+        key_line.lines().find_map(|l| l.strip_prefix("key (shown once): ")).expect("key printed").to_owned();
 
     // Login: enrolment-only session, enrol TOTP, then the real login with a code.
-    let (status, first) = post(&client, &format!("{base}/api/v1/auth/login"), None, json!({"email": "admin@acme.example", "password": "correct-horse-battery"})).await;
+    let (status, first) = post(
+        &client,
+        &format!("{base}/api/v1/auth/login"),
+        None,
+        json!({"email": "admin@acme.example", "password": "correct-horse-battery"}),
+    )
+    .await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(first["mfa_enrollment_required"], true);
     let enrol_token = first["token"].as_str().unwrap();
-    let (status, enrol) = post(&client, &format!("{base}/api/v1/auth/mfa/totp/enroll"), Some(enrol_token), json!({})).await;
+    let (status, enrol) =
+        post(&client, &format!("{base}/api/v1/auth/mfa/totp/enroll"), Some(enrol_token), json!({})).await;
     assert_eq!(status, 200, "{enrol}");
     let secret = enrol["secret"].as_str().unwrap();
-    let (status, confirm) = post(&client, &format!("{base}/api/v1/auth/mfa/totp/confirm"), Some(enrol_token), json!({"code": totp(secret, now())})).await;
+    let (status, confirm) = post(
+        &client,
+        &format!("{base}/api/v1/auth/mfa/totp/confirm"),
+        Some(enrol_token),
+        json!({"code": totp(secret, now())}),
+    )
+    .await;
     assert_eq!(status, 200, "{confirm}");
-    let (status, missing) = post(&client, &format!("{base}/api/v1/auth/login"), None, json!({"email": "admin@acme.example", "password": "correct-horse-battery"})).await;
+    let (status, missing) = post(
+        &client,
+        &format!("{base}/api/v1/auth/login"),
+        None,
+        json!({"email": "admin@acme.example", "password": "correct-horse-battery"}),
+    )
+    .await;
     assert_eq!((status, missing["code"].as_str()), (401, Some("mfa_required")));
     // The confirmation spent the current step; the next one is inside the ±1 window.
     let code = totp(secret, now() + 30);
-    let (status, login) = post(&client, &format!("{base}/api/v1/auth/login"), None, json!({"email": "admin@acme.example", "password": "correct-horse-battery", "totp_code": code})).await;
+    let (status, login) = post(
+        &client,
+        &format!("{base}/api/v1/auth/login"),
+        None,
+        json!({"email": "admin@acme.example", "password": "correct-horse-battery", "totp_code": code}),
+    )
+    .await;
     assert_eq!(status, 200, "{login}");
     let token = login["token"].as_str().unwrap();
 
-    let audit: Value = client.get(format!("{base}/api/v1/audit?limit=200")).bearer_auth(token).send().await.unwrap().json().await.unwrap();
-    let events: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
-    for expected in ["auth.login.succeeded", "auth.mfa.enabled", "auth.mfa.enrollment_started", "auth.login.mfa_enrollment_pending", "user.created", "api_key.created"] {
+    let audit: Value = client
+        .get(format!("{base}/api/v1/audit?limit=200"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events: Vec<&str> =
+        audit["items"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    for expected in [
+        "auth.login.succeeded",
+        "auth.mfa.enabled",
+        "auth.mfa.enrollment_started",
+        "auth.login.mfa_enrollment_pending",
+        "user.created",
+        "api_key.created",
+    ] {
         assert!(events.contains(&expected), "{expected} missing from {events:?}");
     }
     let by_cli = audit["items"].as_array().unwrap().iter().find(|e| e["event"] == "user.created").unwrap();
     assert_eq!(by_cli["actor_kind"], "cli");
-    let login_entry = audit["items"].as_array().unwrap().iter().find(|e| e["event"] == "auth.login.succeeded").unwrap();
+    let login_entry =
+        audit["items"].as_array().unwrap().iter().find(|e| e["event"] == "auth.login.succeeded").unwrap();
     assert_eq!(login_entry["source_ip"], "127.0.0.1");
 
     // The API key from the CLI works.
-    let me: Value = client.get(format!("{base}/api/v1/me")).bearer_auth(&api_key).send().await.unwrap().json().await.unwrap();
+    let me: Value = client
+        .get(format!("{base}/api/v1/me"))
+        .bearer_auth(&api_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["kind"], "api_key");
 
     // Ctrl-C stops the server and its PostgreSQL cleanly.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = server.child.try_wait().unwrap() {
@@ -207,9 +294,19 @@ fn config_check_layers_and_redacts() {
     assert!(text.contains("url = \"[redacted]\""), "{text}");
     assert!(!text.contains("s3cret-pass"), "secret leaked: {text}");
 
-    let bad = Command::new(SIVO).args(["config", "check"]).env("SIVO_AUTH__LOCKOUT_THRESHOLD", "0").env_remove("DATABASE_URL").output().unwrap();
+    let bad = Command::new(SIVO)
+        .args(["config", "check"])
+        .env("SIVO_AUTH__LOCKOUT_THRESHOLD", "0")
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("auth.lockout_threshold must be at least 1"));
-    let unknown = Command::new(SIVO).args(["config", "check"]).env("SIVO_NO_SUCH_SETTING", "1").env_remove("DATABASE_URL").output().unwrap();
+    let unknown = Command::new(SIVO)
+        .args(["config", "check"])
+        .env("SIVO_NO_SUCH_SETTING", "1")
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
     assert!(!unknown.status.success(), "unknown settings are typos, not silently ignored");
 }

@@ -96,10 +96,14 @@ impl TestDb {
         let n = cluster.next_db.fetch_add(1, Ordering::Relaxed);
         let name = format!("t{}_{n}", std::process::id());
         let mut conn = (cluster.superuser)("postgres").connect().await.expect("connect as superuser");
-        sqlx::query(&format!("create database {name} template {} owner {}", db::embedded::DATABASE, db::roles::OWNER_ROLE))
-            .execute(&mut conn)
-            .await
-            .expect("create test database");
+        sqlx::query(&format!(
+            "create database {name} template {} owner {}",
+            db::embedded::DATABASE,
+            db::roles::OWNER_ROLE
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
         conn.close().await.ok();
         let db = db::Db::connect(app_options(&name), 8).await.expect("connect as sivo_app");
         Self { name, db }

@@ -33,7 +33,14 @@ pub(crate) struct ApiKeyOut {
 
 impl From<db::api_keys::ApiKeyRow> for ApiKeyOut {
     fn from(r: db::api_keys::ApiKeyRow) -> Self {
-        Self { id: ApiKeyId(r.id), name: r.name, prefix: r.prefix, created_at: r.created_at, last_used_at: r.last_used_at, revoked_at: r.revoked_at }
+        Self {
+            id: ApiKeyId(r.id),
+            name: r.name,
+            prefix: r.prefix,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            revoked_at: r.revoked_at,
+        }
     }
 }
 
@@ -54,7 +61,11 @@ pub(crate) struct ApiKeyIn {
 /// List the tenant's API keys (never the keys themselves).
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", security(("bearer" = [])), params(PageParams),
     responses((status = 200, body = PageOut<ApiKeyOut>)))]
-async fn list_keys(State(state): State<AppState>, TenantAdmin { tenant, .. }: TenantAdmin, Query(params): Query<PageParams>) -> ApiResult<Json<PageOut<ApiKeyOut>>> {
+async fn list_keys(
+    State(state): State<AppState>,
+    TenantAdmin { tenant, .. }: TenantAdmin,
+    Query(params): Query<PageParams>,
+) -> ApiResult<Json<PageOut<ApiKeyOut>>> {
     let (cursor, limit) = params.parse()?;
     let mut tx = state.db.tenant_tx(tenant).await?;
     let page = db::api_keys::list(&mut tx, tenant, cursor, limit).await?;
@@ -65,16 +76,26 @@ async fn list_keys(State(state): State<AppState>, TenantAdmin { tenant, .. }: Te
 /// Create an API key; the response is the only time the key is shown.
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", security(("bearer" = [])), request_body = ApiKeyIn,
     responses((status = 201, body = ApiKeyCreatedOut)))]
-async fn create_key(State(state): State<AppState>, TenantAdmin { principal, tenant }: TenantAdmin, Json(input): Json<ApiKeyIn>) -> ApiResult<(StatusCode, Json<ApiKeyCreatedOut>)> {
+async fn create_key(
+    State(state): State<AppState>,
+    TenantAdmin { principal, tenant }: TenantAdmin,
+    Json(input): Json<ApiKeyIn>,
+) -> ApiResult<(StatusCode, Json<ApiKeyCreatedOut>)> {
     let by = OpActor { actor: principal.audit_actor(), ctx: principal.ctx.clone() };
-    let (row, key) = ops::create_api_key(&state.db, tenant, &input.name, principal.user_id(), &by, state.clock.now()).await?;
+    let (row, key) =
+        ops::create_api_key(&state.db, tenant, &input.name, principal.user_id(), &by, state.clock.now())
+            .await?;
     Ok((StatusCode::CREATED, Json(ApiKeyCreatedOut { api_key: ApiKeyOut::from(row), key })))
 }
 
 /// Revoke an API key; requests with it fail at once.
 #[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys", security(("bearer" = [])), params(("id" = ApiKeyId, Path)),
     responses((status = 204, description = "revoked"), (status = 404, body = crate::error::Problem)))]
-async fn revoke_key(State(state): State<AppState>, TenantAdmin { principal, tenant }: TenantAdmin, Path(id): Path<ApiKeyId>) -> ApiResult<StatusCode> {
+async fn revoke_key(
+    State(state): State<AppState>,
+    TenantAdmin { principal, tenant }: TenantAdmin,
+    Path(id): Path<ApiKeyId>,
+) -> ApiResult<StatusCode> {
     let now = state.clock.now();
     let mut tx = state.db.tenant_tx(tenant).await?;
     let row = db::api_keys::revoke(&mut tx, id, now).await?;

@@ -81,12 +81,16 @@ pub(crate) struct AuditParams {
 /// Audit log entries, newest first, with filters.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])), params(AuditParams),
     responses((status = 200, body = PageOut<AuditOut>)))]
-async fn list_audit(State(state): State<AppState>, principal: Principal, Query(params): Query<AuditParams>) -> ApiResult<Json<PageOut<AuditOut>>> {
+async fn list_audit(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(params): Query<AuditParams>,
+) -> ApiResult<Json<PageOut<AuditOut>>> {
     let (cursor, limit) = PageParams { cursor: params.cursor, limit: params.limit }.parse()?;
-    if let (Some(from), Some(to)) = (params.from, params.to) {
-        if from >= to {
-            return Err(ApiError::field("to", "must be after `from`"));
-        }
+    if let (Some(from), Some(to)) = (params.from, params.to)
+        && from >= to
+    {
+        return Err(ApiError::field("to", "must be after `from`"));
     }
     let (resource_type, resource_id) = match params.resource.as_deref() {
         Some(r) => match r.split_once(':') {

@@ -17,11 +17,11 @@ use uuid::Uuid;
 
 use super::commit;
 use super::users::UserOut;
+use crate::AppState;
 use crate::crypto::{self, totp};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
 use crate::principal::{Actor, EnrollmentPrincipal, Principal, RequestCtx, SESSION_COOKIE};
-use crate::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -64,13 +64,21 @@ fn invalid_credentials() -> ApiError {
 }
 
 fn mfa_required() -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "mfa_required", "this account needs a TOTP code (totp_code) or a recovery code")
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "mfa_required",
+        "this account needs a TOTP code (totp_code) or a recovery code",
+    )
 }
 
 /// Log in with e-mail and password (plus a TOTP code for MFA accounts).
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginIn,
     responses((status = 200, body = LoginOut), (status = 401, description = "invalid_credentials or mfa_required", body = crate::error::Problem)))]
-async fn login(State(state): State<AppState>, ctx: RequestCtx, Json(input): Json<LoginIn>) -> ApiResult<Response> {
+async fn login(
+    State(state): State<AppState>,
+    ctx: RequestCtx,
+    Json(input): Json<LoginIn>,
+) -> ApiResult<Response> {
     // Bound the work an anonymous caller can cause before hashing.
     if input.email.len() > 254 || input.password.chars().count() > domain::validate::PASSWORD_MAX_CHARS * 4 {
         return Err(invalid_credentials());
@@ -91,7 +99,8 @@ async fn login(State(state): State<AppState>, ctx: RequestCtx, Json(input): Json
     let Some(user) = found else {
         state.metrics.login("unknown_user");
         let mut tx = state.db.platform_tx().await?;
-        let mut entry = ctx.audit(None, db::audit::Actor::anonymous(), "auth.login.failed", "user", None, now);
+        let mut entry =
+            ctx.audit(None, db::audit::Actor::anonymous(), "auth.login.failed", "user", None, now);
         entry.after = Some(serde_json::json!({"reason": "unknown_email"}));
         db::audit::insert(&mut tx, &entry).await?;
         commit(tx).await?;
@@ -157,7 +166,8 @@ async fn login(State(state): State<AppState>, ctx: RequestCtx, Json(input): Json
                 let hash = crypto::sha256(crypto::normalize_recovery_code(code).as_bytes());
                 if !db::auth::use_recovery_code(&mut tx, user_id, &hash, now).await? {
                     state.metrics.login("bad_recovery_code");
-                    record_failure(&state, &mut tx, tenant, user_id, "bad_recovery_code", now, &audit).await?;
+                    record_failure(&state, &mut tx, tenant, user_id, "bad_recovery_code", now, &audit)
+                        .await?;
                     commit(tx).await?;
                     return Err(invalid_credentials());
                 }
@@ -174,7 +184,11 @@ async fn login(State(state): State<AppState>, ctx: RequestCtx, Json(input): Json
     let (idle, absolute) = if enrollment_only {
         (Duration::minutes(10), Duration::minutes(10))
     } else {
-        let idle = if role.requires_mfa() { state.config.admin_idle_timeout } else { state.config.session_idle_timeout };
+        let idle = if role.requires_mfa() {
+            state.config.admin_idle_timeout
+        } else {
+            state.config.session_idle_timeout
+        };
         (to_chrono(idle), to_chrono(state.config.session_absolute_timeout))
     };
     let expires_at = now + absolute;
@@ -199,7 +213,12 @@ async fn login(State(state): State<AppState>, ctx: RequestCtx, Json(input): Json
     commit(tx).await?;
     state.metrics.login(if enrollment_only { "enrollment_pending" } else { "succeeded" });
 
-    let body = LoginOut { token: token.clone(), expires_at, mfa_enrollment_required: enrollment_only, user: UserOut::from(user) };
+    let body = LoginOut {
+        token: token.clone(),
+        expires_at,
+        mfa_enrollment_required: enrollment_only,
+        user: UserOut::from(user),
+    };
     let mut response = Json(body).into_response();
     let cookie = format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
@@ -259,14 +278,21 @@ fn decrypt_totp_secret(state: &AppState, user: &db::users::UserRow) -> ApiResult
 /// End this session at once.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 204, description = "session revoked")))]
-async fn logout(State(state): State<AppState>, EnrollmentPrincipal(principal, _): EnrollmentPrincipal) -> ApiResult<Response> {
+async fn logout(
+    State(state): State<AppState>,
+    EnrollmentPrincipal(principal, _): EnrollmentPrincipal,
+) -> ApiResult<Response> {
     let Actor::User { session, .. } = &principal.actor else {
-        return Err(ApiError::bad_request("not_a_session", "API keys are revoked with DELETE /api/v1/api-keys/{id}"));
+        return Err(ApiError::bad_request(
+            "not_a_session",
+            "API keys are revoked with DELETE /api/v1/api-keys/{id}",
+        ));
     };
     let now = state.clock.now();
     let mut tx = open_for(&state, principal.tenant).await?;
     db::sessions::revoke(&mut tx, *session, now).await?;
-    db::audit::insert(&mut tx, &principal.audit("auth.logout", "session", Some(session.to_string()), now)).await?;
+    db::audit::insert(&mut tx, &principal.audit("auth.logout", "session", Some(session.to_string()), now))
+        .await?;
     commit(tx).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     let clear = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
@@ -290,7 +316,10 @@ pub(crate) struct MeOut {
 
 /// Who am I: the user (or API key) behind this token.
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])), responses((status = 200, body = MeOut)))]
-async fn me(State(state): State<AppState>, EnrollmentPrincipal(principal, enrollment_only): EnrollmentPrincipal) -> ApiResult<Json<MeOut>> {
+async fn me(
+    State(state): State<AppState>,
+    EnrollmentPrincipal(principal, enrollment_only): EnrollmentPrincipal,
+) -> ApiResult<Json<MeOut>> {
     let (user, api_key_name) = match &principal.actor {
         Actor::User { id, .. } => {
             let mut tx = open_for(&state, principal.tenant).await?;
@@ -320,27 +349,41 @@ pub(crate) struct PasswordChangeIn {
 /// Change my password; every other session of mine ends.
 #[utoipa::path(post, path = "/api/v1/me/password", tag = "auth", security(("bearer" = [])), request_body = PasswordChangeIn,
     responses((status = 204, description = "changed")))]
-async fn change_password(State(state): State<AppState>, principal: Principal, Json(input): Json<PasswordChangeIn>) -> ApiResult<StatusCode> {
+async fn change_password(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(input): Json<PasswordChangeIn>,
+) -> ApiResult<StatusCode> {
     let Actor::User { id, session, .. } = principal.actor.clone() else {
         return Err(ApiError::forbidden("API keys have no password"));
     };
-    domain::validate::validate_password(&input.new_password).map_err(|e| ApiError::field("new_password", e.to_string()))?;
+    domain::validate::validate_password(&input.new_password)
+        .map_err(|e| ApiError::field("new_password", e.to_string()))?;
     let mut tx = open_for(&state, principal.tenant).await?;
     let user = db::users::get(&mut tx, id).await?;
     let current = input.current_password;
     let stored = user.password_hash.clone();
     let new_password = input.new_password;
-    let (ok, new_hash) = tokio::task::spawn_blocking(move || (crypto::verify_password(&current, &stored), crypto::hash_password(&new_password)))
-        .await
-        .map_err(|_| ApiError::internal())?;
+    let (ok, new_hash) = tokio::task::spawn_blocking(move || {
+        (crypto::verify_password(&current, &stored), crypto::hash_password(&new_password))
+    })
+    .await
+    .map_err(|_| ApiError::internal())?;
     if !ok {
         return Err(ApiError::field("current_password", "is not your current password"));
     }
     let now = state.clock.now();
-    db::users::update(&mut tx, id, db::users::UserPatch { password_hash: Some(&new_hash), ..Default::default() }, now).await?;
+    db::users::update(
+        &mut tx,
+        id,
+        db::users::UserPatch { password_hash: Some(&new_hash), ..Default::default() },
+        now,
+    )
+    .await?;
     // Every other session ends; the one that made the change stays.
     db::sessions::revoke_all_for_user(&mut tx, id, Some(session), now).await?;
-    db::audit::insert(&mut tx, &principal.audit("auth.password.changed", "user", Some(id.to_string()), now)).await?;
+    db::audit::insert(&mut tx, &principal.audit("auth.password.changed", "user", Some(id.to_string()), now))
+        .await?;
     commit(tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -358,7 +401,10 @@ pub(crate) struct TotpEnrollOut {
 /// Start TOTP enrolment: a new secret, not active until confirmed with a code.
 #[utoipa::path(post, path = "/api/v1/auth/mfa/totp/enroll", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = TotpEnrollOut), (status = 409, description = "already enabled", body = crate::error::Problem)))]
-async fn totp_enroll(State(state): State<AppState>, EnrollmentPrincipal(principal, _): EnrollmentPrincipal) -> ApiResult<Json<TotpEnrollOut>> {
+async fn totp_enroll(
+    State(state): State<AppState>,
+    EnrollmentPrincipal(principal, _): EnrollmentPrincipal,
+) -> ApiResult<Json<TotpEnrollOut>> {
     let Actor::User { id, email, .. } = principal.actor.clone() else {
         return Err(ApiError::forbidden("API keys cannot enrol MFA"));
     };
@@ -366,15 +412,26 @@ async fn totp_enroll(State(state): State<AppState>, EnrollmentPrincipal(principa
     let mut tx = open_for(&state, principal.tenant).await?;
     let user = db::users::get(&mut tx, id).await?;
     if user.totp_enabled {
-        return Err(ApiError::conflict("mfa_already_enabled", "TOTP is already enabled; disable it first to enrol a new device"));
+        return Err(ApiError::conflict(
+            "mfa_already_enabled",
+            "TOTP is already enabled; disable it first to enrol a new device",
+        ));
     }
     let secret = totp::new_secret();
     let sealed = state.vault.encrypt(&secret, &totp_context(id.as_uuid()));
     db::users::set_pending_totp(&mut tx, id, &sealed, now).await?;
-    db::audit::insert(&mut tx, &principal.audit("auth.mfa.enrollment_started", "user", Some(id.to_string()), now)).await?;
+    db::audit::insert(
+        &mut tx,
+        &principal.audit("auth.mfa.enrollment_started", "user", Some(id.to_string()), now),
+    )
+    .await?;
     commit(tx).await?;
     let uri = totp::otpauth_uri(&secret, &state.config.totp_issuer, &email);
-    Ok(Json(TotpEnrollOut { secret: totp::secret_base32(&secret), qr_svg: totp::qr_svg(&uri), otpauth_uri: uri }))
+    Ok(Json(TotpEnrollOut {
+        secret: totp::secret_base32(&secret),
+        qr_svg: totp::qr_svg(&uri),
+        otpauth_uri: uri,
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -414,7 +471,10 @@ async fn totp_confirm(
     }
     let secret = decrypt_totp_secret(&state, &user)?;
     let Some(step) = totp::verify(&secret, &input.code, now.timestamp().max(0) as u64) else {
-        return Err(ApiError::field("code", "the code does not match; check the device clock and try the current code"));
+        return Err(ApiError::field(
+            "code",
+            "the code does not match; check the device clock and try the current code",
+        ));
     };
     db::users::enable_totp(&mut tx, id, step as i64, now).await?;
     let codes = crypto::new_recovery_codes();
@@ -423,7 +483,8 @@ async fn totp_confirm(
     if enrollment_only {
         db::sessions::revoke(&mut tx, session, now).await?;
     }
-    db::audit::insert(&mut tx, &principal.audit("auth.mfa.enabled", "user", Some(id.to_string()), now)).await?;
+    db::audit::insert(&mut tx, &principal.audit("auth.mfa.enabled", "user", Some(id.to_string()), now))
+        .await?;
     commit(tx).await?;
     Ok(Json(TotpConfirmOut { recovery_codes: codes, session_ended: enrollment_only }))
 }
@@ -431,12 +492,19 @@ async fn totp_confirm(
 /// Turn TOTP off (not allowed for roles that require MFA).
 #[utoipa::path(delete, path = "/api/v1/auth/mfa/totp", tag = "auth", security(("bearer" = [])), request_body = TotpCodeIn,
     responses((status = 204, description = "disabled"), (status = 409, body = crate::error::Problem)))]
-async fn totp_disable(State(state): State<AppState>, principal: Principal, Json(input): Json<TotpCodeIn>) -> ApiResult<StatusCode> {
+async fn totp_disable(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(input): Json<TotpCodeIn>,
+) -> ApiResult<StatusCode> {
     let Actor::User { id, .. } = principal.actor.clone() else {
         return Err(ApiError::forbidden("API keys have no MFA"));
     };
     if principal.role.requires_mfa() {
-        return Err(ApiError::conflict("mfa_required_for_role", format!("MFA is mandatory for the {} role", principal.role)));
+        return Err(ApiError::conflict(
+            "mfa_required_for_role",
+            format!("MFA is mandatory for the {} role", principal.role),
+        ));
     }
     let now = state.clock.now();
     let mut tx = open_for(&state, principal.tenant).await?;
@@ -453,7 +521,8 @@ async fn totp_disable(State(state): State<AppState>, principal: Principal, Json(
         return Err(ApiError::field("code", "the code does not match or was already used"));
     }
     db::users::disable_totp(&mut tx, id, now).await?;
-    db::audit::insert(&mut tx, &principal.audit("auth.mfa.disabled", "user", Some(id.to_string()), now)).await?;
+    db::audit::insert(&mut tx, &principal.audit("auth.mfa.disabled", "user", Some(id.to_string()), now))
+        .await?;
     commit(tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -26,7 +26,10 @@ impl PageParams {
     pub(crate) fn parse(&self) -> ApiResult<(Option<db::page::Cursor>, usize)> {
         let cursor = match &self.cursor {
             None => None,
-            Some(text) => Some(db::page::Cursor::decode(text).ok_or_else(|| ApiError::field("cursor", "not a cursor returned by this API"))?),
+            Some(text) => Some(
+                db::page::Cursor::decode(text)
+                    .ok_or_else(|| ApiError::field("cursor", "not a cursor returned by this API"))?,
+            ),
         };
         let limit = self.limit.unwrap_or(50);
         if !(1..=200).contains(&limit) {

@@ -17,7 +17,11 @@ use crate::ops::{self, OpActor};
 use crate::principal::{Principal, Superadmin};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_tenants, create_tenant)).routes(routes!(get_tenant, update_tenant, delete_tenant))
+    OpenApiRouter::new().routes(routes!(list_tenants, create_tenant)).routes(routes!(
+        get_tenant,
+        update_tenant,
+        delete_tenant
+    ))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -33,7 +37,14 @@ pub(crate) struct TenantOut {
 
 impl From<db::tenants::TenantRow> for TenantOut {
     fn from(r: db::tenants::TenantRow) -> Self {
-        Self { id: TenantId(r.id), slug: r.slug, name: r.name, plan: r.plan, created_at: r.created_at, updated_at: r.updated_at }
+        Self {
+            id: TenantId(r.id),
+            slug: r.slug,
+            name: r.name,
+            plan: r.plan,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
     }
 }
 
@@ -56,7 +67,11 @@ pub(crate) struct TenantPatch {
 /// List tenants (superadmin).
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", security(("bearer" = [])), params(PageParams),
     responses((status = 200, body = PageOut<TenantOut>)))]
-async fn list_tenants(State(state): State<AppState>, _: Superadmin, Query(params): Query<PageParams>) -> ApiResult<Json<PageOut<TenantOut>>> {
+async fn list_tenants(
+    State(state): State<AppState>,
+    _: Superadmin,
+    Query(params): Query<PageParams>,
+) -> ApiResult<Json<PageOut<TenantOut>>> {
     let (cursor, limit) = params.parse()?;
     let mut tx = state.db.platform_tx().await?;
     let page = db::tenants::list(&mut tx, cursor, limit).await?;
@@ -67,16 +82,30 @@ async fn list_tenants(State(state): State<AppState>, _: Superadmin, Query(params
 /// Create a tenant (superadmin).
 #[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", security(("bearer" = [])), request_body = TenantIn,
     responses((status = 201, body = TenantOut), (status = 409, description = "slug_taken", body = crate::error::Problem)))]
-async fn create_tenant(State(state): State<AppState>, Superadmin(principal): Superadmin, Json(input): Json<TenantIn>) -> ApiResult<(StatusCode, Json<TenantOut>)> {
+async fn create_tenant(
+    State(state): State<AppState>,
+    Superadmin(principal): Superadmin,
+    Json(input): Json<TenantIn>,
+) -> ApiResult<(StatusCode, Json<TenantOut>)> {
     let by = OpActor { actor: principal.audit_actor(), ctx: principal.ctx.clone() };
-    let row = ops::create_tenant(&state.db, ops::NewTenantInput { slug: input.slug, name: input.name, plan: input.plan }, &by, state.clock.now()).await?;
+    let row = ops::create_tenant(
+        &state.db,
+        ops::NewTenantInput { slug: input.slug, name: input.name, plan: input.plan },
+        &by,
+        state.clock.now(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(TenantOut::from(row))))
 }
 
 /// One tenant: superadmins see any; a tenant's own users see theirs.
 #[utoipa::path(get, path = "/api/v1/tenants/{id}", tag = "tenants", security(("bearer" = [])), params(("id" = TenantId, Path)),
     responses((status = 200, body = TenantOut), (status = 404, body = crate::error::Problem)))]
-async fn get_tenant(State(state): State<AppState>, principal: Principal, Path(id): Path<TenantId>) -> ApiResult<Json<TenantOut>> {
+async fn get_tenant(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<TenantId>,
+) -> ApiResult<Json<TenantOut>> {
     let mut tx = match principal.tenant {
         None => {
             principal.require(Role::Superadmin)?;
@@ -92,17 +121,22 @@ async fn get_tenant(State(state): State<AppState>, principal: Principal, Path(id
 /// Rename a tenant or change its plan (superadmin).
 #[utoipa::path(patch, path = "/api/v1/tenants/{id}", tag = "tenants", security(("bearer" = [])), params(("id" = TenantId, Path)), request_body = TenantPatch,
     responses((status = 200, body = TenantOut), (status = 404, body = crate::error::Problem)))]
-async fn update_tenant(State(state): State<AppState>, Superadmin(principal): Superadmin, Path(id): Path<TenantId>, Json(patch): Json<TenantPatch>) -> ApiResult<Json<TenantOut>> {
+async fn update_tenant(
+    State(state): State<AppState>,
+    Superadmin(principal): Superadmin,
+    Path(id): Path<TenantId>,
+    Json(patch): Json<TenantPatch>,
+) -> ApiResult<Json<TenantOut>> {
     let mut errors = Vec::new();
-    if let Some(name) = &patch.name {
-        if let Err(e) = domain::validate::validate_name(name, 120) {
-            errors.push(FieldError { field: "name".into(), message: e });
-        }
+    if let Some(name) = &patch.name
+        && let Err(e) = domain::validate::validate_name(name, 120)
+    {
+        errors.push(FieldError { field: "name".into(), message: e });
     }
-    if let Some(plan) = &patch.plan {
-        if let Err(e) = ops::validate_plan(plan) {
-            errors.push(FieldError { field: "plan".into(), message: e });
-        }
+    if let Some(plan) = &patch.plan
+        && let Err(e) = ops::validate_plan(plan)
+    {
+        errors.push(FieldError { field: "plan".into(), message: e });
     }
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
@@ -110,7 +144,9 @@ async fn update_tenant(State(state): State<AppState>, Superadmin(principal): Sup
     let now = state.clock.now();
     let mut tx = state.db.platform_tx().await?;
     let before = db::tenants::get(&mut tx, id).await?;
-    let row = db::tenants::update(&mut tx, id, patch.name.as_deref().map(str::trim), patch.plan.as_deref(), now).await?;
+    let row =
+        db::tenants::update(&mut tx, id, patch.name.as_deref().map(str::trim), patch.plan.as_deref(), now)
+            .await?;
     let mut entry = principal.audit("tenant.updated", "tenant", Some(id.to_string()), now);
     entry.before = serde_json::to_value(&before).ok();
     entry.after = serde_json::to_value(&row).ok();
@@ -122,7 +158,11 @@ async fn update_tenant(State(state): State<AppState>, Superadmin(principal): Sup
 /// Delete a tenant and everything in it (superadmin).
 #[utoipa::path(delete, path = "/api/v1/tenants/{id}", tag = "tenants", security(("bearer" = [])), params(("id" = TenantId, Path)),
     responses((status = 204, description = "deleted"), (status = 404, body = crate::error::Problem)))]
-async fn delete_tenant(State(state): State<AppState>, Superadmin(principal): Superadmin, Path(id): Path<TenantId>) -> ApiResult<StatusCode> {
+async fn delete_tenant(
+    State(state): State<AppState>,
+    Superadmin(principal): Superadmin,
+    Path(id): Path<TenantId>,
+) -> ApiResult<StatusCode> {
     let now = state.clock.now();
     let mut tx = state.db.platform_tx().await?;
     let before = db::tenants::get(&mut tx, id).await?;

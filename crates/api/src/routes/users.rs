@@ -94,10 +94,15 @@ fn by(principal: &Principal) -> OpActor {
 /// List the tenant's users.
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])), params(UserListParams),
     responses((status = 200, body = PageOut<UserOut>)))]
-async fn list_users(State(state): State<AppState>, TenantAdmin { tenant, .. }: TenantAdmin, Query(params): Query<UserListParams>) -> ApiResult<Json<PageOut<UserOut>>> {
+async fn list_users(
+    State(state): State<AppState>,
+    TenantAdmin { tenant, .. }: TenantAdmin,
+    Query(params): Query<UserListParams>,
+) -> ApiResult<Json<PageOut<UserOut>>> {
     let (cursor, limit) = PageParams { cursor: params.cursor, limit: params.limit }.parse()?;
     let mut tx = state.db.tenant_tx(tenant).await?;
-    let page = db::users::list(&mut tx, tenant, &db::users::UserFilter { role: params.role }, cursor, limit).await?;
+    let page =
+        db::users::list(&mut tx, tenant, &db::users::UserFilter { role: params.role }, cursor, limit).await?;
     commit(tx).await?;
     Ok(Json(PageOut::from_page(page, UserOut::from)))
 }
@@ -105,8 +110,17 @@ async fn list_users(State(state): State<AppState>, TenantAdmin { tenant, .. }: T
 /// Create a user (agent, supervisor or admin) in the tenant.
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])), request_body = UserIn,
     responses((status = 201, body = UserOut), (status = 409, description = "email_taken", body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
-async fn create_user(State(state): State<AppState>, TenantAdmin { principal, tenant }: TenantAdmin, Json(input): Json<UserIn>) -> ApiResult<(StatusCode, Json<UserOut>)> {
-    let input = ops::NewUserInput { email: input.email, display_name: input.display_name, role: input.role, password: input.password };
+async fn create_user(
+    State(state): State<AppState>,
+    TenantAdmin { principal, tenant }: TenantAdmin,
+    Json(input): Json<UserIn>,
+) -> ApiResult<(StatusCode, Json<UserOut>)> {
+    let input = ops::NewUserInput {
+        email: input.email,
+        display_name: input.display_name,
+        role: input.role,
+        password: input.password,
+    };
     let row = ops::create_user(&state.db, Some(tenant), input, &by(&principal), state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(UserOut::from(row))))
 }
@@ -114,7 +128,11 @@ async fn create_user(State(state): State<AppState>, TenantAdmin { principal, ten
 /// One user.
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = UserId, Path)),
     responses((status = 200, body = UserOut), (status = 404, body = crate::error::Problem)))]
-async fn get_user(State(state): State<AppState>, principal: Principal, Path(id): Path<UserId>) -> ApiResult<Json<UserOut>> {
+async fn get_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<UserId>,
+) -> ApiResult<Json<UserOut>> {
     // Everyone may read themselves; reading others needs admin.
     let tenant = principal.tenant()?;
     if principal.user_id() != Some(id) {
@@ -129,29 +147,43 @@ async fn get_user(State(state): State<AppState>, principal: Principal, Path(id):
 /// Change a user's name, role, password or disabled flag.
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = UserId, Path)), request_body = UserPatch,
     responses((status = 200, body = UserOut), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
-async fn update_user(State(state): State<AppState>, TenantAdmin { principal, tenant }: TenantAdmin, Path(id): Path<UserId>, Json(patch): Json<UserPatch>) -> ApiResult<Json<UserOut>> {
+async fn update_user(
+    State(state): State<AppState>,
+    TenantAdmin { principal, tenant }: TenantAdmin,
+    Path(id): Path<UserId>,
+    Json(patch): Json<UserPatch>,
+) -> ApiResult<Json<UserOut>> {
     let mut errors = Vec::new();
-    if let Some(name) = &patch.display_name {
-        if let Err(e) = domain::validate::validate_name(name, 120) {
-            errors.push(FieldError { field: "display_name".into(), message: e });
-        }
+    if let Some(name) = &patch.display_name
+        && let Err(e) = domain::validate::validate_name(name, 120)
+    {
+        errors.push(FieldError { field: "display_name".into(), message: e });
     }
     if patch.role == Some(Role::Superadmin) {
         errors.push(FieldError { field: "role".into(), message: "superadmins belong to no tenant".into() });
     }
-    if let Some(password) = &patch.password {
-        if let Err(e) = domain::validate::validate_password(password) {
-            errors.push(FieldError { field: "password".into(), message: e.to_string() });
-        }
+    if let Some(password) = &patch.password
+        && let Err(e) = domain::validate::validate_password(password)
+    {
+        errors.push(FieldError { field: "password".into(), message: e.to_string() });
     }
-    if principal.user_id() == Some(id) && (patch.disabled == Some(true) || patch.role.is_some_and(|r| r != Role::Admin)) {
-        errors.push(FieldError { field: "role".into(), message: "you cannot demote or disable yourself".into() });
+    if principal.user_id() == Some(id)
+        && (patch.disabled == Some(true) || patch.role.is_some_and(|r| r != Role::Admin))
+    {
+        errors.push(FieldError {
+            field: "role".into(),
+            message: "you cannot demote or disable yourself".into(),
+        });
     }
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
     let password_hash = match patch.password.clone() {
-        Some(p) => Some(tokio::task::spawn_blocking(move || crate::crypto::hash_password(&p)).await.map_err(|_| ApiError::internal())?),
+        Some(p) => Some(
+            tokio::task::spawn_blocking(move || crate::crypto::hash_password(&p))
+                .await
+                .map_err(|_| ApiError::internal())?,
+        ),
         None => None,
     };
     let now = state.clock.now();
@@ -169,7 +201,8 @@ async fn update_user(State(state): State<AppState>, TenantAdmin { principal, ten
         now,
     )
     .await?;
-    if password_hash.is_some() || patch.disabled == Some(true) || patch.role.is_some_and(|r| r != before.role) {
+    if password_hash.is_some() || patch.disabled == Some(true) || patch.role.is_some_and(|r| r != before.role)
+    {
         db::sessions::revoke_all_for_user(&mut tx, id, None, now).await?;
     }
     let after = UserOut::from(row);
@@ -177,7 +210,11 @@ async fn update_user(State(state): State<AppState>, TenantAdmin { principal, ten
     entry.before = serde_json::to_value(&before).ok();
     entry.after = serde_json::to_value(&after).ok();
     if password_hash.is_some() {
-        entry.after.as_mut().and_then(|v| v.as_object_mut()).map(|o| o.insert("password_changed".into(), true.into()));
+        entry
+            .after
+            .as_mut()
+            .and_then(|v| v.as_object_mut())
+            .map(|o| o.insert("password_changed".into(), true.into()));
     }
     db::audit::insert(&mut tx, &entry).await?;
     commit(tx).await?;
@@ -187,7 +224,11 @@ async fn update_user(State(state): State<AppState>, TenantAdmin { principal, ten
 /// Delete a user.
 #[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = UserId, Path)),
     responses((status = 204, description = "deleted"), (status = 404, body = crate::error::Problem)))]
-async fn delete_user(State(state): State<AppState>, TenantAdmin { principal, tenant }: TenantAdmin, Path(id): Path<UserId>) -> ApiResult<StatusCode> {
+async fn delete_user(
+    State(state): State<AppState>,
+    TenantAdmin { principal, tenant }: TenantAdmin,
+    Path(id): Path<UserId>,
+) -> ApiResult<StatusCode> {
     if principal.user_id() == Some(id) {
         return Err(ApiError::conflict("cannot_delete_self", "you cannot delete your own account"));
     }
@@ -205,7 +246,11 @@ async fn delete_user(State(state): State<AppState>, TenantAdmin { principal, ten
 /// Remove a user's second factor (lost device) and end their sessions; they enrol again at next login.
 #[utoipa::path(post, path = "/api/v1/users/{id}/mfa/reset", tag = "users", security(("bearer" = [])), params(("id" = UserId, Path)),
     responses((status = 204, description = "reset"), (status = 404, body = crate::error::Problem)))]
-async fn reset_mfa(State(state): State<AppState>, TenantAdmin { principal, tenant }: TenantAdmin, Path(id): Path<UserId>) -> ApiResult<StatusCode> {
+async fn reset_mfa(
+    State(state): State<AppState>,
+    TenantAdmin { principal, tenant }: TenantAdmin,
+    Path(id): Path<UserId>,
+) -> ApiResult<StatusCode> {
     let now = state.clock.now();
     let mut tx = state.db.tenant_tx(tenant).await?;
     db::users::get(&mut tx, id).await?;
