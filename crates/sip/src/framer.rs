@@ -91,9 +91,14 @@ impl Framer {
             Err(kind) => return Err(self.fatal_error(head.into_error(kind))),
         };
         let total = head_end.saturating_add(body_len);
-        if total > self.limits.max_message_size {
-            let limit = self.limits.max_message_size;
-            return Err(self.fatal_error(head.into_error(ParseErrorKind::TooLarge { limit })));
+        let limit = self.limits.max_message_size;
+        if total > limit {
+            let kind = if head_end > limit {
+                ParseErrorKind::TooLarge { limit }
+            } else {
+                ParseErrorKind::BodyTooLarge { limit }
+            };
+            return Err(self.fatal_error(head.into_error(kind)));
         }
         if self.buf.len() < total {
             return Ok(None);

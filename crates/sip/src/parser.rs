@@ -77,8 +77,12 @@ pub enum ParseErrorKind {
     /// The datagram ends before Content-Length bytes of body (RFC 3261 §18.3).
     #[error("body is {actual} bytes, content-length says {expected}")]
     BodyTooShort { expected: usize, actual: usize },
+    /// The start line and headers alone exceed the limit: 513.
     #[error("message larger than {limit} bytes")]
     TooLarge { limit: usize },
+    /// The headers fit but the body announced by Content-Length does not: 413.
+    #[error("body makes the message larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
     #[error("more than {limit} header lines")]
     TooManyHeaders { limit: usize },
 }
@@ -140,6 +144,9 @@ impl ParseError {
             ParseErrorKind::TooLarge { .. } | ParseErrorKind::TooManyHeaders { .. } => {
                 (StatusCode::MESSAGE_TOO_LARGE, "Message Too Large")
             }
+            ParseErrorKind::BodyTooLarge { .. } => {
+                (StatusCode::REQUEST_ENTITY_TOO_LARGE, "Request Entity Too Large")
+            }
             ParseErrorKind::BadStartLine(StartLineError::InvalidRequestUri(_)) => {
                 (StatusCode::BAD_REQUEST, "Malformed Request-URI")
             }
@@ -198,9 +205,12 @@ pub fn parse_datagram_with(bytes: &[u8], limits: &Limits) -> Result<Message, Par
         },
         Ok(None) => available,
     };
-    if head_end + body.len() > limits.max_message_size {
-        let limit = limits.max_message_size;
+    let limit = limits.max_message_size;
+    if head_end > limit {
         return Err(head.fail(ParseErrorKind::TooLarge { limit }));
+    }
+    if head_end + body.len() > limit {
+        return Err(head.fail(ParseErrorKind::BodyTooLarge { limit }));
     }
     head.into_message(body.to_vec())
 }

@@ -140,11 +140,20 @@ fn invalid_typed_header_is_a_400_naming_the_header() {
 }
 
 #[test]
-fn oversized_messages_get_513() {
+fn oversized_headers_get_513_and_oversized_bodies_413() {
     let limits = sip::Limits { max_message_size: 200, ..Default::default() };
     let err = parse_datagram_with(INVITE.as_bytes(), &limits).unwrap_err();
     assert_eq!(err.kind(), &ParseErrorKind::TooLarge { limit: 200 });
-    assert!(matches!(err.disposition(), Disposition::Reply { status: StatusCode::MESSAGE_TOO_LARGE, .. }));
+    let status = |e: &sip::ParseError| match e.disposition() {
+        Disposition::Reply { status, .. } => status,
+        Disposition::Drop => panic!("expected a reply"),
+    };
+    assert_eq!(status(&err), StatusCode::MESSAGE_TOO_LARGE);
+    let limit = INVITE.len() - 2;
+    let limits = sip::Limits { max_message_size: limit, ..Default::default() };
+    let err = parse_datagram_with(INVITE.as_bytes(), &limits).unwrap_err();
+    assert_eq!(err.kind(), &ParseErrorKind::BodyTooLarge { limit });
+    assert_eq!(status(&err), StatusCode::REQUEST_ENTITY_TOO_LARGE);
 }
 
 #[test]
