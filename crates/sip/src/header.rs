@@ -170,7 +170,13 @@ impl HeaderName {
 
 impl PartialEq for HeaderName {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str().eq_ignore_ascii_case(other.as_str())
+        match (self, other) {
+            (Self::Other(_), _) | (_, Self::Other(_)) => {
+                // A caller may have built `Other("Via")` by hand; compare by spelling.
+                self.as_str().eq_ignore_ascii_case(other.as_str())
+            }
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
     }
 }
 
@@ -276,6 +282,17 @@ impl Headers {
                 });
             }
             None => self.push(name, value),
+        }
+    }
+
+    /// Replaces the value of the first line of this name; returns whether there was one.
+    pub fn replace_first(&mut self, name: &HeaderName, value: impl Into<String>) -> bool {
+        match self.0.iter_mut().find(|h| &h.name == name) {
+            Some(h) => {
+                h.value = value.into();
+                true
+            }
+            None => false,
         }
     }
 

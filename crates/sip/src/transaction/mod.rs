@@ -675,19 +675,5 @@ fn stamp_received(headers: &mut Headers, source: SocketAddr) {
         line.push_str(", ");
         line.push_str(&part);
     }
-    replace_first(headers, &HeaderName::Via, line);
-}
-
-fn replace_first(headers: &mut Headers, name: &HeaderName, value: String) {
-    let mut rebuilt = Headers::new();
-    let mut done = false;
-    for h in headers.iter() {
-        if !done && &h.name == name {
-            rebuilt.push(h.name.clone(), value.clone());
-            done = true;
-        } else {
-            rebuilt.push(h.name.clone(), h.value.clone());
-        }
-    }
-    *headers = rebuilt;
+    headers.replace_first(&HeaderName::Via, line);
 }

@@ -190,3 +190,67 @@ fn framing_does_not_depend_on_how_the_stream_is_split() {
         );
     }
 }
+
+/// Feeds an endpoint a storm of mangled requests and responses, answers every request the
+/// way a busy TU might, and checks that nothing panics and every transaction ends.
+#[test]
+fn endpoint_survives_mangled_traffic_and_leaks_no_transactions() {
+    use sip::transaction::{Endpoint, EndpointConfig, Event, Peer};
+    use std::time::{Duration, Instant};
+
+    let corpus = corpus();
+    let (iterations, seed) = knobs(3_000, 0xE4D9);
+    let mut rng = Rng(seed);
+    let mut ep = Endpoint::new(EndpointConfig::default(), {
+        let mut s = seed;
+        Box::new(move || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+            s
+        })
+    });
+    #[allow(clippy::disallowed_methods)]
+    let start = Instant::now();
+    let mut now = start;
+    let transports = [sip::Transport::Udp, sip::Transport::Tcp];
+    for _ in 0..iterations {
+        now += Duration::from_millis(rng.below(50) as u64);
+        let base = &corpus[rng.below(corpus.len())];
+        let data = if rng.below(3) == 0 { base.clone() } else { mutate(&mut rng, base) };
+        let peer = Peer {
+            transport: transports[rng.below(2)].clone(),
+            addr: format!("192.0.2.{}:5060", rng.below(4) + 1).parse().unwrap(),
+            connection: None,
+        };
+        ep.handle_datagram(now, peer, &data);
+        if rng.below(4) == 0 {
+            ep.handle_timeout(now);
+        }
+        while ep.poll_transmit().is_some() {}
+        while let Some(event) = ep.poll_event() {
+            if let Event::Request { transaction, request, .. } = event {
+                let status = [100, 180, 200, 404, 486, 500][rng.below(6)];
+                let mut response =
+                    sip::Response::for_request(&request, sip::StatusCode::new(status).unwrap());
+                response.set_to_tag("t");
+                let _ = ep.respond(now, transaction, response);
+                if status < 200 {
+                    let mut last = sip::Response::for_request(&request, sip::StatusCode::NOT_FOUND);
+                    last.set_to_tag("t");
+                    let _ = ep.respond(now, transaction, last);
+                }
+            }
+        }
+    }
+    // Every transaction has a final response or none was ever pending: all must end.
+    let end = now + Duration::from_secs(120);
+    while let Some(at) = ep.poll_timeout() {
+        if at > end {
+            break;
+        }
+        ep.handle_timeout(at);
+        while ep.poll_transmit().is_some() {}
+        while ep.poll_event().is_some() {}
+    }
+    assert_eq!(ep.transaction_count(), 0, "{ep:?}");
+    assert_eq!(ep.poll_timeout(), None);
+}
