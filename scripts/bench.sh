@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Benchmarks, reported as ratios against a reference measured side by side on this machine.
+#
+#   scripts/bench.sh api     authenticated GET /api/v1/me at 64 connections (throughput, p50/p99),
+#                            against GET /healthz (same server, no auth, no database) as the
+#                            HTTP ceiling; and the cost of row-level security: the same tenant-
+#                            scoped point query through pgbench as sivo_app (RLS) and as the
+#                            superuser (RLS bypassed), as a ratio.
+#
+# Every load is bounded in time (BENCH_SECONDS, default 20) and only touches 127.0.0.1.
+# The server (and its PostgreSQL) are pinned to CPU 1, the load generators to CPU 0.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+command -v wrk >/dev/null || { ${SUDO:-} apt-get update -qq; ${SUDO:-} apt-get install -y -qq wrk; }
+
+what=${1:-api}
+secs=${BENCH_SECONDS:-20}
+conns=${BENCH_CONNECTIONS:-64}
+out=bench-results
+mkdir -p "$out"
+
+cargo build --release --locked --bin sivo
+sivo=./target/release/sivo
+data=$(mktemp -d /tmp/sivo-bench.XXXXXX)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+pin_server="taskset -c 1"; pin_load="taskset -c 0"
+if [[ $(nproc) -lt 2 ]]; then pin_server=""; pin_load=""; fi
+
+cleanup() { [[ -n "${server_pid:-}" ]] && kill -INT "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null; rm -rf "$data"; }
+trap cleanup EXIT
+
+case "$what" in
+api)
+  $pin_server "$sivo" serve --data-dir "$data" --http-addr "127.0.0.1:$port" >"$out/api-server.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
+  "$sivo" tenant create --slug bench --name Bench --data-dir "$data" >/dev/null
+  echo 'correct-horse-battery' | "$sivo" user create --tenant bench --email agent@bench.example --role agent --password-stdin --data-dir "$data" >/dev/null
+  token=$(curl -sf "http://127.0.0.1:$port/api/v1/auth/login" -H 'content-type: application/json' \
+    -d '{"email":"agent@bench.example","password":"correct-horse-battery"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+
+  run_wrk() { # name path [header]
+    local name=$1 path=$2; shift 2
+    $pin_load wrk -t2 -c"$conns" -d5s "$@" "http://127.0.0.1:$port$path" >/dev/null   # warm-up
+    $pin_load wrk -t2 -c"$conns" -d"${secs}s" --latency "$@" "http://127.0.0.1:$port$path" >"$out/api-$name.txt"
+  }
+  run_wrk me /api/v1/me -H "Authorization: Bearer $token"
+  run_wrk healthz /healthz
+
+  # RLS cost: 100 tenants x 100 users, then the same point query with and without the policy.
+  sock="$data/run"
+  psql_super() { psql -h "$sock" -U sivo_super -d sivo -qAt "$@"; }
+  psql_super -c "set role sivo_owner;
+    insert into tenants (id, slug, name, created_at, updated_at)
+      select gen_random_uuid(), 'bt' || g, 'T' || g, now(), now() from generate_series(1, 100) g;
+    insert into users (id, tenant_id, email, display_name, role, password_hash, created_at, updated_at)
+      select gen_random_uuid(), t.id, 'u' || g || '@' || t.slug || '.example', 'U', 'agent', 'x', now(), now()
+      from tenants t cross join generate_series(1, 100) g where t.slug like 'bt%';
+    analyze users;"
+  read -r tenant user < <(psql_super -F' ' -c "select tenant_id, id from users where email = 'u50@bt50.example'")
+  cat >"$data/rls.sql" <<SQL
+BEGIN;
+SELECT set_config('app.tenant_id', '$tenant', true);
+SELECT id, email, role FROM users WHERE id = '$user';
+COMMIT;
+SQL
+  pgb() { $pin_load pgbench -h "$sock" -n -c 8 -j 2 -T "$secs" -f "$data/rls.sql" -U "$1" sivo 2>/dev/null | awk '/^tps/ {print $3; exit}'; }
+  pgb sivo_app >/dev/null # warm-up
+  tps_rls=$(pgb sivo_app)
+  tps_bypass=$(pgb sivo_super)
+
+  python3 - "$out" "$tps_rls" "$tps_bypass" "$conns" "$secs" <<'PY'
+import re, sys, json, platform
+out, tps_rls, tps_bypass, conns, secs = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
+def parse(name):
+    text = open(f"{out}/api-{name}.txt").read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    def lat(p):
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)", text, re.M)
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return {"rps": rps, "p50_ms": lat(50), "p99_ms": lat(99), "non_2xx": int(errors.group(1)) if errors else 0}
+me, health = parse("me"), parse("healthz")
+result = {
+    "cpu": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": "),
+    "kernel": platform.release(), "connections": int(conns), "seconds": int(secs),
+    "me": me, "healthz_reference": health,
+    "me_vs_healthz_ratio": round(me["rps"] / health["rps"], 3),
+    "pgbench_point_query_tps_with_rls": tps_rls, "pgbench_point_query_tps_rls_bypassed": tps_bypass,
+    "rls_throughput_ratio": round(tps_rls / tps_bypass, 3),
+}
+json.dump(result, open(f"{out}/api.json", "w"), indent=2)
+print(f"GET /api/v1/me   {me['rps']:9.0f} req/s  p50 {me['p50_ms']:.2f} ms  p99 {me['p99_ms']:.2f} ms  non-2xx {me['non_2xx']}")
+print(f"GET /healthz     {health['rps']:9.0f} req/s  p50 {health['p50_ms']:.2f} ms  p99 {health['p99_ms']:.2f} ms  (reference)")
+print(f"/me ÷ /healthz   {result['me_vs_healthz_ratio']}")
+print(f"RLS point query  {tps_rls:.0f} tps with policy, {tps_bypass:.0f} tps bypassed: ratio {result['rls_throughput_ratio']}")
+PY
+  ;;
+*) echo "usage: scripts/bench.sh api" >&2; exit 2 ;;
+esac
