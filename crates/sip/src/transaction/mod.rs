@@ -16,6 +16,32 @@
 //!
 //! After any call in 1 or 2, drain step 3 before waiting again. `now` must not go backwards.
 //!
+//! ```no_run
+//! use std::time::Instant;
+//! use sip::transaction::{Endpoint, EndpointConfig, Event, Peer};
+//!
+//! # fn recv() -> (Peer, Vec<u8>) { unimplemented!() }
+//! # fn send(_: &Peer, _: &[u8]) {}
+//! # fn random() -> u64 { 4 }
+//! let mut endpoint = Endpoint::new(EndpointConfig::default(), Box::new(random));
+//! loop {
+//!     let (peer, datagram) = recv(); // or: the timer at `poll_timeout` fired
+//!     endpoint.handle_datagram(Instant::now(), peer, &datagram);
+//!     endpoint.handle_timeout(Instant::now());
+//!     while let Some(t) = endpoint.poll_transmit() {
+//!         send(&t.peer, &t.payload);
+//!     }
+//!     while let Some(event) = endpoint.poll_event() {
+//!         if let Event::Request { transaction, request, .. } = event {
+//!             let mut ok = sip::Response::for_request(&request, sip::StatusCode::OK);
+//!             ok.set_to_tag(&endpoint.new_tag());
+//!             endpoint.respond(Instant::now(), transaction, ok).unwrap();
+//!         }
+//!     }
+//!     let _next_wakeup = endpoint.poll_timeout();
+//! }
+//! ```
+//!
 //! Requests that fail [`crate::check_request`] are answered statelessly (400, 416, 505) and
 //! never reach the TU. Responses are sent back to the address and connection the request
 //! came from (symmetric response routing, as with RFC 3581 rport), and the top Via of every

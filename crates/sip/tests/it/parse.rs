@@ -242,3 +242,30 @@ fn unsupported_version_is_505() {
     let r = request(&text);
     assert_eq!(sip::check_request(&r).unwrap_err().status(), StatusCode::VERSION_NOT_SUPPORTED);
 }
+
+#[test]
+fn rfc5118_ipv6_references() {
+    // (Request-URI, valid?) after the cases of RFC 5118 §4.
+    let cases = [
+        ("sip:[2001:db8::10]", true),
+        ("sip:2001:db8::10", false),
+        // §4.3: without a port outside the brackets, ":5070" is part of the address.
+        ("sip:[2001:db8::10:5070]", true),
+        ("sip:[2001:db8::10]:5070", true),
+        ("sip:[::ffff:192.0.2.10]", true),
+        ("sip:[2001:db8::192.0.2.1]", true),
+        ("sip:[2001:db8:::192.0.2.1]", false),
+        ("sip:user@[2001:db8::10", false),
+    ];
+    for (uri, valid) in cases {
+        assert_eq!(uri.parse::<Uri>().is_ok(), valid, "{uri}");
+    }
+    let Ok(Uri::Sip(u)) = "sip:[2001:db8::10:5070]".parse::<Uri>() else { panic!() };
+    assert_eq!(u.port, None);
+    // §4.5: received with or without brackets.
+    for received in ["2001:db8::9:255", "[2001:db8::9:255]"] {
+        let via: sip::Via =
+            format!("SIP/2.0/UDP [2001:db8::9:1];received={received};branch=z9hG4bKas3").parse().unwrap();
+        assert_eq!(via.received(), Some("2001:db8::9:255".parse().unwrap()));
+    }
+}
