@@ -175,11 +175,20 @@ impl TimerConfig {
 }
 
 /// Endpoint settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EndpointConfig {
     pub timers: TimerConfig,
     /// Limits for [`Endpoint::handle_datagram`].
     pub limits: Limits,
+    /// New requests beyond this many live server transactions are refused statelessly with
+    /// 503 and Retry-After, so a flood cannot grow memory without bound.
+    pub max_server_transactions: usize,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        Self { timers: TimerConfig::default(), limits: Limits::default(), max_server_transactions: 65_536 }
+    }
 }
 
 /// Why [`Endpoint::send_request`] refused a request.
@@ -364,6 +373,14 @@ impl Endpoint {
             if let Some(tx) = self.servers.get_mut(&id) {
                 tx.on_retransmission(&mut self.out);
             }
+            return;
+        }
+        if self.servers.len() >= self.config.max_server_transactions {
+            let mut response = Response::for_request(&request, StatusCode::SERVICE_UNAVAILABLE);
+            response.headers.push(HeaderName::RetryAfter, "5");
+            let tag = self.new_tag();
+            response.set_to_tag(&tag);
+            self.send_stateless(peer, &Message::Response(response));
             return;
         }
         if request.method == Method::Cancel {

@@ -512,3 +512,18 @@ fn send_request_requires_a_magic_cookie_branch() {
     let branch = ep.new_branch();
     assert!(branch.starts_with("z9hG4bK") && branch.len() == 39);
 }
+
+#[test]
+fn a_request_flood_beyond_the_limit_gets_503() {
+    let config = EndpointConfig { max_server_transactions: 2, ..EndpointConfig::default() };
+    let mut ep = Endpoint::new(config, counter());
+    let now = epoch();
+    for branch in ["z9hG4bKf1", "z9hG4bKf2", "z9hG4bKf3"] {
+        ep.handle_datagram(now, udp_peer(), &request("INVITE", branch, "UDP").to_bytes());
+    }
+    let requests = events(&mut ep).iter().filter(|e| matches!(e, Event::Request { .. })).count();
+    assert_eq!(requests, 2);
+    let sent = transmits(&mut ep);
+    assert_eq!(first_line(&sent[0]), "SIP/2.0 503 Service Unavailable");
+    assert!(String::from_utf8_lossy(&sent[0].payload).contains("Retry-After: 5\r\n"));
+}
