@@ -46,6 +46,8 @@ pub struct ApiConfig {
     pub cookie_secure: bool,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Built web app (`web/dist`) served at `/`; None serves only the API.
+    pub web_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ApiConfig {
@@ -60,6 +62,7 @@ impl Default for ApiConfig {
             totp_issuer: "SIVO".into(),
             cookie_secure: false,
             max_body_bytes: 64 * 1024,
+            web_dir: None,
         }
     }
 }
@@ -145,19 +148,34 @@ pub fn router(state: AppState) -> Router {
     let (api, openapi) = api_router().split_for_parts();
     let openapi = Arc::new(openapi);
     let limit = state.config.max_body_bytes;
-    Router::new()
+    let router = Router::new()
         .merge(api)
         .route(
             "/api/openapi.json",
             axum::routing::get(move || async move { axum::Json(openapi.as_ref().clone()) }),
         )
-        .merge(routes::health::router())
-        .fallback(routes::health::not_found)
+        .merge(routes::health::router());
+    let router = match &state.config.web_dir {
+        Some(dir) => router.merge(web_app(dir)),
+        None => router.fallback(routes::health::not_found),
+    };
+    router
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// The single-page app: files from `dir`, and `index.html` for client-side routes. Unknown
+/// `/api/…` paths still get problem JSON, never the app's HTML.
+fn web_app(dir: &std::path::Path) -> Router<AppState> {
+    let index = dir.join("index.html");
+    let spa = tower_http::services::ServeDir::new(dir).fallback(tower_http::services::ServeFile::new(index));
+    Router::new()
+        .route("/api", axum::routing::any(routes::health::not_found))
+        .route("/api/{*rest}", axum::routing::any(routes::health::not_found))
+        .fallback_service(spa)
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains in-flight requests.

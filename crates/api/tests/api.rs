@@ -771,3 +771,22 @@ async fn superadmin_manages_tenants() {
     let logins = app.audit_events(&root, "event=login&limit=200").await;
     assert!(logins.contains(&"auth.login.succeeded".to_owned()));
 }
+
+#[tokio::test]
+async fn serves_the_web_app_with_client_side_routes_but_never_for_api_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<!doctype html><title>SIVO</title>").unwrap();
+    std::fs::write(dir.path().join("app.js"), "console.log(1)").unwrap();
+    let config = ApiConfig { web_dir: Some(dir.path().to_owned()), ..ApiConfig::default() };
+    let app = App::with_config(config).await;
+    let page = app.send(Method::GET, "/", None, None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.as_str().unwrap().contains("<title>SIVO</title>"));
+    let deep = app.send(Method::GET, "/settings/users", None, None).await;
+    assert!(deep.body.as_str().unwrap().contains("<title>SIVO</title>"), "client routes get index.html");
+    let asset = app.send(Method::GET, "/app.js", None, None).await;
+    assert_eq!(asset.body.as_str(), Some("console.log(1)"));
+    let api_miss = app.send(Method::GET, "/api/v1/nope", None, None).await;
+    assert_eq!((api_miss.status, api_miss.body["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    assert_eq!(app.send(Method::GET, "/healthz", None, None).await.status, StatusCode::OK);
+}

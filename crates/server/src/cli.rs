@@ -57,6 +57,8 @@ enum Command {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
+    /// Print the OpenAPI document (JSON) that the HTTP API serves at /api/openapi.json.
+    Openapi,
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
@@ -144,6 +146,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), &overrides)?;
     match args.command {
         Command::Serve { .. } => crate::serve::run(config).await,
+        Command::Openapi => {
+            println!("{}", serde_json::to_string_pretty(&api::openapi())?);
+            Ok(())
+        }
         Command::Config { command: ConfigCommand::Check } => {
             print!("{}", config.to_redacted_toml()?);
             eprintln!("configuration is valid");
@@ -247,7 +253,7 @@ async fn admin(db: &db::Db, command: Command) -> anyhow::Result<()> {
             println!("created API key {} ({}) id={}", row.name, row.prefix, row.id);
             println!("key (shown once): {key}");
         }
-        Command::Serve { .. } | Command::Config { .. } => unreachable!("handled by run"),
+        Command::Serve { .. } | Command::Config { .. } | Command::Openapi => unreachable!("handled by run"),
     }
     Ok(())
 }

@@ -62,6 +62,8 @@ pub(crate) struct AuthConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct HttpConfig {
     pub(crate) max_body_bytes: usize,
+    /// The built web app; served at `/` when the directory exists.
+    pub(crate) web_dir: PathBuf,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -91,7 +93,7 @@ impl Default for Config {
                 totp_issuer: api.totp_issuer,
                 cookie_secure: api.cookie_secure,
             },
-            http: HttpConfig { max_body_bytes: api.max_body_bytes },
+            http: HttpConfig { max_body_bytes: api.max_body_bytes, web_dir: PathBuf::from("web/dist") },
             log: LogConfig { format: "pretty".into(), filter: "info".into() },
         }
     }
@@ -182,6 +184,7 @@ impl Config {
             totp_issuer: a.totp_issuer.clone(),
             cookie_secure: a.cookie_secure,
             max_body_bytes: self.http.max_body_bytes,
+            web_dir: self.http.web_dir.join("index.html").is_file().then(|| self.http.web_dir.clone()),
         }
     }
 
