@@ -310,3 +310,73 @@ fn config_check_layers_and_redacts() {
         .unwrap();
     assert!(!unknown.status.success(), "unknown settings are typos, not silently ignored");
 }
+
+/// With `DATABASE_URL`, sivo uses that server: migrations as the owner role, the app as
+/// `sivo_app` (a separate login via `SIVO_DATABASE__APP_URL`, or `SET ROLE` without it).
+#[tokio::test]
+async fn external_database_url_is_used_instead_of_the_embedded_cluster() {
+    use sqlx::{ConnectOptions as _, Connection as _};
+    let pg_dir = tempfile::tempdir().unwrap();
+    let pg = db::embedded::EmbeddedPostgres::start(&db::embedded::EmbeddedConfig {
+        data_dir: pg_dir.path().join("external"),
+        unsafe_fast: true,
+    })
+    .await
+    .unwrap();
+    let mut admin = pg.superuser_options("postgres").connect().await.unwrap();
+    for sql in ["alter role sivo_owner login", "alter role sivo_app login", "grant sivo_app to sivo_owner"] {
+        sqlx::query(sql).execute(&mut admin).await.unwrap();
+    }
+    admin.close().await.unwrap();
+    let socket = pg.layout().socket_dir.display().to_string();
+    let owner_url = format!("postgres://sivo_owner@localhost:5432/sivo?host={socket}");
+    let app_url = format!("postgres://sivo_app@localhost:5432/sivo?host={socket}");
+
+    let data = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], app: bool| {
+        let mut cmd = Command::new(SIVO);
+        cmd.args(args).arg("--data-dir").arg(data.path()).env("DATABASE_URL", &owner_url);
+        if app {
+            cmd.env("SIVO_DATABASE__APP_URL", &app_url);
+        }
+        cmd.output().unwrap()
+    };
+    let o = run(&["migrate"], false);
+    assert!(o.status.success(), "{o:?}");
+    // Without app_url the CLI connects as the owner and switches to sivo_app.
+    let o = run(&["tenant", "create", "--slug", "extco", "--name", "External"], false);
+    assert!(o.status.success(), "{o:?}");
+    assert!(!data.path().join("pg").exists(), "no embedded cluster may be created");
+
+    let port = free_port();
+    let child = Command::new(SIVO)
+        .args(["serve", "--http-addr", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("DATABASE_URL", &owner_url)
+        .env("SIVO_DATABASE__APP_URL", &app_url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Server { child };
+    let client = reqwest::Client::new();
+    wait_ready(&client, &format!("http://127.0.0.1:{port}")).await;
+    assert!(!data.path().join("pg").exists(), "no embedded cluster may be created");
+
+    // The tenant landed in the external database, and the app really is sivo_app there.
+    let mut owner = pg.superuser_options("sivo").connect().await.unwrap();
+    let slugs: Vec<String> =
+        sqlx::query_scalar("select slug from tenants").fetch_all(&mut owner).await.unwrap();
+    assert_eq!(slugs, vec!["extco"]);
+    let app_sessions: i64 = sqlx::query_scalar(
+        "select count(*) from pg_stat_activity where usename = 'sivo_app' and datname = 'sivo'",
+    )
+    .fetch_one(&mut owner)
+    .await
+    .unwrap();
+    assert!(app_sessions >= 1, "the server connects as sivo_app");
+    owner.close().await.unwrap();
+    drop(_server);
+    pg.stop().await.unwrap();
+}
