@@ -5,7 +5,7 @@
 #                            against GET /healthz (same server, no auth, no database) as the
 #                            HTTP ceiling; and the cost of row-level security: the same tenant-
 #                            scoped point query through pgbench as sivo_app (RLS) and as the
-#                            superuser (RLS bypassed), as a ratio.
+#                            superuser (RLS bypassed), as a ratio; prepared statements, as sqlx runs them.
 #
 # Every load is bounded in time (BENCH_SECONDS, default 20) and only touches 127.0.0.1.
 # The server (and its PostgreSQL) are pinned to CPU 1, the load generators to CPU 0.
@@ -51,7 +51,7 @@ api)
   # RLS cost: 100 tenants x 100 users, then the same point query with and without the policy.
   sock="$data/run"
   psql_super() { psql -h "$sock" -U sivo_super -d sivo -qAt "$@"; }
-  psql_super -c "set role sivo_owner;
+  psql_super -c "set role sivo_owner; select set_config('app.platform', 'on', false);
     insert into tenants (id, slug, name, created_at, updated_at)
       select gen_random_uuid(), 'bt' || g, 'T' || g, now(), now() from generate_series(1, 100) g;
     insert into users (id, tenant_id, email, display_name, role, password_hash, created_at, updated_at)
@@ -65,7 +65,7 @@ SELECT set_config('app.tenant_id', '$tenant', true);
 SELECT id, email, role FROM users WHERE id = '$user';
 COMMIT;
 SQL
-  pgb() { $pin_load pgbench -h "$sock" -n -c 8 -j 2 -T "$secs" -f "$data/rls.sql" -U "$1" sivo 2>/dev/null | awk '/^tps/ {print $3; exit}'; }
+  pgb() { $pin_load pgbench -h "$sock" -n -c 8 -j 2 -T "$secs" -M prepared -f "$data/rls.sql" -U "$1" sivo 2>/dev/null | awk '/^tps/ {print $3; exit}'; }
   pgb sivo_app >/dev/null # warm-up
   tps_rls=$(pgb sivo_app)
   tps_bypass=$(pgb sivo_super)
