@@ -1,0 +1,120 @@
+import type { ReactNode } from 'react';
+import { BrowserRouter, Navigate, Route, Routes, useLocation } from 'react-router';
+import { AuthProvider, SESSION_ENDED, useAuth } from './auth/session';
+import { Shell } from './components/Shell';
+import { Button, Spinner } from './components/ui';
+import { describeError } from './api/problem';
+import { canAccess, homeFor } from './lib/nav';
+import { LoginPage } from './pages/Login';
+import { EnrollPage } from './pages/Enroll';
+import { ComingSoonPage } from './pages/ComingSoon';
+import { UsersPage } from './pages/Users';
+import { ApiKeysPage } from './pages/ApiKeys';
+import { AuditPage } from './pages/Audit';
+import { TenantsPage } from './pages/Tenants';
+import { ProfilePage } from './pages/Profile';
+import { ForbiddenPage, NotFoundPage } from './pages/NotFound';
+
+export function App() {
+  return (
+    <BrowserRouter>
+      <AuthProvider>
+        <Gate>
+          <Routes>
+            <Route path="/login" element={<LoginPage />} />
+            <Route
+              path="/mfa/enroll"
+              element={
+                <RequireSession allowEnrolling>
+                  <EnrollPage mode="required" />
+                </RequireSession>
+              }
+            />
+            <Route
+              element={
+                <RequireSession>
+                  <Shell />
+                </RequireSession>
+              }
+            >
+              <Route index element={<Home />} />
+              <Route path="dashboard/agents" element={<Allowed path="/dashboard/agents"><ComingSoonPage path="/dashboard/agents" /></Allowed>} />
+              <Route path="settings" element={<Navigate to="/settings/users" replace />} />
+              {(
+                [
+                  '/settings/queues',
+                  '/settings/sip-trunks',
+                  '/settings/agents',
+                  '/settings/transcription-policies',
+                  '/settings/transcription-providers',
+                  '/settings/salesforce',
+                  '/settings/developer/webhooks',
+                  '/cdrs',
+                ] as const
+              ).map((path) => (
+                <Route key={path} path={path.slice(1)} element={<Allowed path={path}><ComingSoonPage path={path} /></Allowed>} />
+              ))}
+              <Route path="settings/users" element={<Allowed path="/settings/users"><UsersPage /></Allowed>} />
+              <Route path="settings/developer/api-keys" element={<Allowed path="/settings/developer/api-keys"><ApiKeysPage /></Allowed>} />
+              <Route path="audit" element={<Allowed path="/audit"><AuditPage /></Allowed>} />
+              <Route path="platform/tenants" element={<Allowed path="/platform/tenants"><TenantsPage /></Allowed>} />
+              <Route path="profile" element={<ProfilePage />} />
+              <Route path="profile/mfa" element={<EnrollPage mode="optional" />} />
+              <Route path="*" element={<NotFoundPage />} />
+            </Route>
+          </Routes>
+        </Gate>
+      </AuthProvider>
+    </BrowserRouter>
+  );
+}
+
+/** Waits for the first /me answer; if SIVO cannot be reached, says so with a retry. */
+function Gate({ children }: { children: ReactNode }) {
+  const { state, refresh } = useAuth();
+  if (state.status === 'loading') {
+    return (
+      <div className="fullscreen-center">
+        <Spinner label="Loading SIVO…" />
+      </div>
+    );
+  }
+  if (state.status === 'unreachable') {
+    return (
+      <div className="fullscreen-center">
+        <div className="card card-narrow" role="alert">
+          <h1 className="card-title">SIVO is not answering</h1>
+          <p className="muted">{describeError(state.error)}</p>
+          <Button variant="primary" onClick={() => void refresh()}>
+            Try again
+          </Button>
+        </div>
+      </div>
+    );
+  }
+  return <>{children}</>;
+}
+
+function RequireSession({ children, allowEnrolling = false }: { children: ReactNode; allowEnrolling?: boolean }) {
+  const { state } = useAuth();
+  const location = useLocation();
+  if (state.status === 'anonymous') {
+    // After an explicit logout the next person starts fresh; otherwise come back here after login.
+    const from = !state.notice || state.notice === SESSION_ENDED ? location.pathname + location.search : undefined;
+    return <Navigate to="/login" replace state={from && from !== '/' ? { from } : undefined} />;
+  }
+  if (state.status === 'enrolling' && !allowEnrolling) return <Navigate to="/mfa/enroll" replace />;
+  return <>{children}</>;
+}
+
+function Home() {
+  const { state } = useAuth();
+  if (state.status !== 'authenticated') return null;
+  return <Navigate to={homeFor(state.me.role)} replace />;
+}
+
+function Allowed({ path, children }: { path: string; children: ReactNode }) {
+  const { state } = useAuth();
+  if (state.status !== 'authenticated') return null;
+  return canAccess(state.me.role, path) ? <>{children}</> : <ForbiddenPage />;
+}

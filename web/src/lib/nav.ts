@@ -1,0 +1,103 @@
+// The navigation of the backoffice, following the menu paths of the SIVO troubleshooting guide
+// (Dashboard → Agents, Settings → …, Settings → Developer → …, CDRs, Audit), filtered by role.
+import type { Role } from '../api/client';
+
+export interface NavItem {
+  label: string;
+  path: string;
+  /** Who may see and open it. */
+  roles: readonly Role[];
+  /** Not built in the backend yet: the page says so. */
+  comingSoon?: boolean;
+}
+
+export interface NavSection {
+  label: string | null;
+  items: NavItem[];
+}
+
+const TENANT: readonly Role[] = ['agent', 'supervisor', 'admin'];
+const SUPERVISION: readonly Role[] = ['supervisor', 'admin'];
+const ADMIN: readonly Role[] = ['admin'];
+const AUDIT: readonly Role[] = ['admin', 'superadmin'];
+const PLATFORM: readonly Role[] = ['superadmin'];
+
+export const NAV: readonly NavSection[] = [
+  {
+    label: 'Dashboard',
+    items: [{ label: 'Agents', path: '/dashboard/agents', roles: TENANT, comingSoon: true }],
+  },
+  {
+    label: 'Settings',
+    items: [
+      { label: 'Queues', path: '/settings/queues', roles: ADMIN, comingSoon: true },
+      { label: 'SIP trunks', path: '/settings/sip-trunks', roles: ADMIN, comingSoon: true },
+      { label: 'Agents', path: '/settings/agents', roles: ADMIN, comingSoon: true },
+      { label: 'Users & roles', path: '/settings/users', roles: ADMIN },
+      { label: 'Transcription policies', path: '/settings/transcription-policies', roles: ADMIN, comingSoon: true },
+      { label: 'Transcription providers', path: '/settings/transcription-providers', roles: ADMIN, comingSoon: true },
+      { label: 'Salesforce', path: '/settings/salesforce', roles: ADMIN, comingSoon: true },
+    ],
+  },
+  {
+    label: 'Developer',
+    items: [
+      { label: 'Webhooks', path: '/settings/developer/webhooks', roles: ADMIN, comingSoon: true },
+      { label: 'API keys', path: '/settings/developer/api-keys', roles: ADMIN },
+    ],
+  },
+  {
+    label: 'Reports',
+    items: [
+      { label: 'CDRs', path: '/cdrs', roles: SUPERVISION, comingSoon: true },
+      { label: 'Audit', path: '/audit', roles: AUDIT },
+    ],
+  },
+  {
+    label: 'Platform',
+    items: [{ label: 'Tenants', path: '/platform/tenants', roles: PLATFORM }],
+  },
+];
+
+/** The sections and items a role sees; sections left empty are dropped. */
+export function navFor(role: Role): NavSection[] {
+  return NAV.map((s) => ({ ...s, items: s.items.filter((i) => i.roles.includes(role)) })).filter(
+    (s) => s.items.length > 0,
+  );
+}
+
+export function findNavItem(path: string): NavItem | undefined {
+  for (const s of NAV) for (const i of s.items) if (i.path === path) return i;
+  return undefined;
+}
+
+/** May this role open this path? Paths outside the menu (profile) are open to everyone signed in. */
+export function canAccess(role: Role, path: string): boolean {
+  const item = findNavItem(path);
+  return item ? item.roles.includes(role) : true;
+}
+
+/** Where a role lands after login. */
+export function homeFor(role: Role): string {
+  switch (role) {
+    case 'superadmin':
+      return '/platform/tenants';
+    case 'admin':
+      return '/settings/users';
+    default:
+      return '/dashboard/agents';
+  }
+}
+
+/** Breadcrumb-like title, e.g. "Settings → Developer → API keys". */
+export function trailFor(path: string): string[] {
+  for (const s of NAV) {
+    for (const i of s.items) {
+      if (i.path !== path) continue;
+      if (s.label === 'Developer') return ['Settings', 'Developer', i.label];
+      if (s.label === 'Reports' || s.label === null) return [i.label];
+      return [s.label, i.label];
+    }
+  }
+  return [];
+}

@@ -1,0 +1,26 @@
+import { defineConfig } from 'vitest/config';
+
+// `npm run dev` proxies the API to a running `sivo serve` (default http://127.0.0.1:8080), so the
+// session cookie stays same-origin exactly as in production, where sivo serves web/dist itself.
+const target = process.env.SIVO_URL ?? 'http://127.0.0.1:8080';
+
+export default defineConfig({
+  server: {
+    host: '127.0.0.1',
+    port: 5173,
+    proxy: {
+      '/api': { target, changeOrigin: false },
+      '/healthz': { target },
+      '/readyz': { target },
+    },
+  },
+  build: {
+    outDir: 'dist',
+    sourcemap: true,
+    chunkSizeWarningLimit: 800,
+  },
+  test: {
+    include: ['src/**/*.test.ts', 'e2e/**/*.test.ts'],
+    environment: 'node',
+  },
+});
