@@ -4,7 +4,6 @@
 //! Handlers are thin: they check the principal's role, open a tenant transaction, call `db`,
 //! write the audit entry in the same transaction, and map the rows to `<Resource>Out` DTOs.
 
-pub mod clock;
 pub mod crypto;
 pub mod error;
 pub mod extract;
@@ -24,7 +23,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use domain::clock::{Clock, ManualClock, SystemClock};
 pub use error::{ApiError, ApiResult};
 
 /// Limits and timeouts of the HTTP API, validated by the binary's config layer.

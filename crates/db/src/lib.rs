@@ -16,6 +16,8 @@ pub mod roles;
 pub mod sessions;
 pub mod tenants;
 pub mod users;
+pub mod webhooks;
+pub mod work_queue;
 
 use std::time::Duration;
 

@@ -19,15 +19,23 @@ pub struct OutboxRow {
     pub created_at: DateTime<Utc>,
     pub call_id: Option<Uuid>,
     pub call_sequence: Option<i64>,
+    pub target_endpoint_id: Option<Uuid>,
+    pub dispatched_at: Option<DateTime<Utc>>,
 }
 
-/// Appends `event` inside the caller's (tenant) transaction.
+/// Appends `event` inside the caller's (tenant) transaction, and queues its fan-out to the
+/// delivery channels.
 pub async fn enqueue(conn: &mut PgConnection, event: &Event) -> Result<()> {
+    enqueue_for(conn, event, None).await
+}
+
+/// Like [`enqueue`], but delivered only to one webhook endpoint (the tester's synthetic events).
+pub async fn enqueue_for(conn: &mut PgConnection, event: &Event, only_endpoint: Option<Uuid>) -> Result<()> {
     let payload = serde_json::to_value(event).expect("events serialize: plain data with string keys");
     let (call_id, sequence) = event.call_sequence().unzip();
     sqlx::query(
-        "insert into outbox (id, tenant_id, event_type, payload, created_at, call_id, call_sequence)
-         values ($1, $2, $3, $4, $5, $6, $7)",
+        "insert into outbox (id, tenant_id, event_type, payload, created_at, call_id, call_sequence, target_endpoint_id)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(event.id.as_uuid())
     .bind(event.tenant_id.as_uuid())
@@ -36,9 +44,32 @@ pub async fn enqueue(conn: &mut PgConnection, event: &Event) -> Result<()> {
     .bind(event.created_at)
     .bind(call_id.map(|c| c.as_uuid()))
     .bind(sequence.map(|s| s as i64))
-    .execute(conn)
+    .bind(only_endpoint)
+    .execute(&mut *conn)
     .await?;
+    crate::work_queue::push(
+        conn,
+        event.id.as_uuid(),
+        event.tenant_id,
+        crate::work_queue::KIND_OUTBOX_FANOUT,
+        None,
+        event.created_at,
+    )
+    .await
+}
+
+/// Marks the event as handed to the delivery channels.
+pub async fn mark_dispatched(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Result<()> {
+    sqlx::query("update outbox set dispatched_at = $2 where id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(conn)
+        .await?;
     Ok(())
+}
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<OutboxRow> {
+    Ok(sqlx::query_as("select * from outbox where id = $1").bind(id).fetch_one(conn).await?)
 }
 
 pub async fn list_recent(conn: &mut PgConnection, tenant: TenantId, limit: i64) -> Result<Vec<OutboxRow>> {

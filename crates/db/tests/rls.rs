@@ -11,9 +11,18 @@ use uuid::Uuid;
 
 /// Tables that hold tenant data without a `tenant_id` column, checked by hand.
 const EXTRA_TENANT_TABLES: &[&str] = &["tenants"];
-/// Tables that may honour platform mode (identity data the login path and operators need).
-const PLATFORM_TABLES: &[&str] =
-    &["tenants", "users", "mfa_recovery_codes", "login_failures", "sessions", "api_keys", "audit_log"];
+/// Tables that may honour platform mode: identity data the login path and operators need, and
+/// `work_queue`, which holds only job ids, tenant ids and times (workers claim due jobs there).
+const PLATFORM_TABLES: &[&str] = &[
+    "tenants",
+    "users",
+    "mfa_recovery_codes",
+    "login_failures",
+    "sessions",
+    "api_keys",
+    "audit_log",
+    "work_queue",
+];
 
 async fn tenant_tables(conn: &mut sqlx::PgConnection) -> Vec<String> {
     let mut names: Vec<String> = sqlx::query_scalar(
@@ -272,7 +281,11 @@ async fn tenants_see_only_their_rows_in_every_tenant_table() {
         // Garbage: zero rows or an error (the cast fails), never rows.
         for garbage in ["not-a-uuid", "' or 1=1 --", "00000000-0000-0000-0000-00000000000g"] {
             let mut tx = t.db.bare_tx().await.unwrap();
-            sqlx::query("select set_config('app.tenant_id', $1, true)").bind(garbage).execute(&mut *tx).await.unwrap();
+            sqlx::query("select set_config('app.tenant_id', $1, true)")
+                .bind(garbage)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
             let visible: Result<i64, _> =
                 sqlx::query_scalar(&format!("select count(*) from {table}")).fetch_one(&mut *tx).await;
             assert!(matches!(visible, Ok(0) | Err(_)), "{table}: rows visible with tenant {garbage:?}");

@@ -336,6 +336,104 @@ pub struct AiAgentCompleted {
     pub turns: u32,
 }
 
+impl EventPayload {
+    /// A plausible payload of type `t`, for the webhook tester ("send test event"). Ids are the
+    /// caller's so the sample stays deterministic.
+    pub fn sample(
+        t: EventType,
+        call_id: CallId,
+        agent_id: UserId,
+        queue_id: QueueId,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let segment = TranscriptSegment {
+            call_id,
+            sequence: 4,
+            segment_index: 0,
+            speaker: Speaker::Caller,
+            text: "Hi, I'm calling about last month's invoice.".into(),
+            start_ms: 1200,
+            end_ms: 3900,
+        };
+        match t {
+            EventType::CallCreated => Self::CallCreated(CallCreated {
+                call_id,
+                sequence: 1,
+                direction: CallDirection::Inbound,
+                from: "+15550100001".into(),
+                to: "+15550100002".into(),
+                did: Some("+15550100002".into()),
+            }),
+            EventType::CallAnswered => Self::CallAnswered(CallAnswered {
+                call_id,
+                sequence: 3,
+                agent_id: Some(agent_id),
+                queue_id: Some(queue_id),
+                answered_at: at,
+            }),
+            EventType::CallTransferred => Self::CallTransferred(CallTransferred {
+                call_id,
+                sequence: 5,
+                kind: TransferKind::Blind,
+                from_agent_id: Some(agent_id),
+                destination: "1002".into(),
+                succeeded: true,
+                failure_reason: None,
+            }),
+            EventType::CallEnded => Self::CallEnded(CallEnded {
+                call_id,
+                sequence: 6,
+                hangup_cause: "normal_clearing".into(),
+                hangup_side: "caller".into(),
+                duration_ms: 93_000,
+                cdr: serde_json::json!({"id": call_id, "sample": true}),
+            }),
+            EventType::CallRecorded => Self::CallRecorded(CallRecorded {
+                call_id,
+                sequence: 7,
+                recording_url: format!("https://sivo.example/recordings/{call_id}?sig=sample"),
+                url_expires_at: at,
+                duration_ms: 93_000,
+                channels: 2,
+            }),
+            EventType::TranscriptSegment => Self::TranscriptSegment(segment),
+            EventType::TranscriptCompleted => Self::TranscriptCompleted(TranscriptCompleted {
+                call_id,
+                sequence: 8,
+                segments: vec![segment],
+            }),
+            EventType::QueueEntered => {
+                Self::QueueEntered(QueueEntered { call_id, sequence: 2, queue_id, position: 1 })
+            }
+            EventType::QueueAbandoned => {
+                Self::QueueAbandoned(QueueAbandoned { call_id, sequence: 3, queue_id, waited_ms: 42_000 })
+            }
+            EventType::AgentStatusChanged => Self::AgentStatusChanged(AgentStatusChanged {
+                agent_id,
+                previous: AgentStatus::OnBreak,
+                status: AgentStatus::Available,
+                reason: None,
+            }),
+            EventType::AgentPaused => Self::AgentPaused(AgentPaused { agent_id, reason: "lunch".into() }),
+            EventType::IvrCompleted => Self::IvrCompleted(IvrCompleted {
+                call_id,
+                sequence: 2,
+                flow_id: uuid::Uuid::nil(),
+                flow_version: 1,
+                variables: BTreeMap::from([("menu_choice".to_owned(), serde_json::json!("2"))]),
+            }),
+            EventType::AiAgentCompleted => Self::AiAgentCompleted(AiAgentCompleted {
+                call_id,
+                sequence: 2,
+                ai_agent_id: uuid::Uuid::nil(),
+                exit_reason: "transfer_to_queue".into(),
+                variables: BTreeMap::new(),
+                turns: 4,
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,6 +449,20 @@ mod tests {
             assert_eq!(EventType::parse(t.as_str()), Some(t));
             // The serde name and `as_str` must agree: both are the public contract.
             assert_eq!(serde_json::to_value(t).unwrap(), serde_json::json!(t.as_str()));
+        }
+    }
+
+    #[test]
+    fn every_type_has_a_sample_of_that_type() {
+        for t in EventType::ALL {
+            let sample = EventPayload::sample(
+                t,
+                CallId(Uuid::nil()),
+                UserId(Uuid::nil()),
+                QueueId(Uuid::nil()),
+                DateTime::UNIX_EPOCH,
+            );
+            assert_eq!(sample.event_type(), t);
         }
     }
 

@@ -3,6 +3,7 @@
 //! Pure: no I/O, no clock reads, no global randomness. Callers pass in ids and timestamps,
 //! which keeps everything here deterministic and cheap to test.
 
+pub mod clock;
 pub mod events;
 pub mod ids;
 pub mod role;

@@ -1,5 +1,7 @@
-//! Time as a dependency: handlers ask the clock, so tests can move time (lockout expiry,
-//! session expiry, TOTP windows) without sleeping.
+//! Time as a dependency: drivers and handlers ask a `Clock`, so tests can move time (lockout
+//! expiry, session expiry, TOTP windows, webhook retry schedules) without sleeping.
+//!
+//! `SystemClock` is the one place that reads the wall clock; pure code takes `now` as an argument.
 
 use std::sync::{Arc, Mutex};
 
