@@ -47,6 +47,8 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Built web app (`web/dist`) served at `/`; None serves only the API.
     pub web_dir: Option<std::path::PathBuf>,
+    /// Development and tests only: accept webhook URLs on loopback and private addresses.
+    pub webhooks_allow_private_targets: bool,
 }
 
 impl Default for ApiConfig {
@@ -62,6 +64,7 @@ impl Default for ApiConfig {
             cookie_secure: false,
             max_body_bytes: 64 * 1024,
             web_dir: None,
+            webhooks_allow_private_targets: false,
         }
     }
 }
@@ -140,6 +143,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::users::router())
         .merge(routes::api_keys::router())
         .merge(routes::audit::router())
+        .merge(routes::webhooks::router())
 }
 
 /// The whole HTTP application.

@@ -23,7 +23,24 @@ pub(crate) struct Config {
     pub(crate) secrets: SecretsConfig,
     pub(crate) auth: AuthConfig,
     pub(crate) http: HttpConfig,
+    pub(crate) webhooks: WebhooksConfig,
     pub(crate) log: LogConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WebhooksConfig {
+    /// Run the delivery worker in this process (several processes may share the queue).
+    pub(crate) worker: bool,
+    /// Deliveries in flight at once, and per endpoint.
+    pub(crate) concurrency: usize,
+    pub(crate) per_endpoint_concurrency: usize,
+    /// Percent of jitter added to retry delays (never earlier than the schedule).
+    pub(crate) max_jitter_pct: u32,
+    /// DEVELOPMENT AND TESTS ONLY: allow loopback and private targets (off in production).
+    pub(crate) allow_private_targets: bool,
+    /// DEVELOPMENT AND TESTS ONLY: a PEM file of extra CA certificates to trust (a test CA).
+    pub(crate) extra_root_ca: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -94,6 +111,14 @@ impl Default for Config {
                 cookie_secure: api.cookie_secure,
             },
             http: HttpConfig { max_body_bytes: api.max_body_bytes, web_dir: PathBuf::from("web/dist") },
+            webhooks: WebhooksConfig {
+                worker: true,
+                concurrency: 128,
+                per_endpoint_concurrency: 8,
+                max_jitter_pct: 10,
+                allow_private_targets: false,
+                extra_root_ca: None,
+            },
             log: LogConfig { format: "pretty".into(), filter: "info".into() },
         }
     }
@@ -154,6 +179,17 @@ impl Config {
         if !matches!(self.log.format.as_str(), "pretty" | "json") {
             bail!("log.format must be \"pretty\" or \"json\", got {:?}", self.log.format);
         }
+        let w = &self.webhooks;
+        if w.concurrency == 0 || w.per_endpoint_concurrency == 0 || w.max_jitter_pct > 50 {
+            bail!(
+                "webhooks.concurrency and per_endpoint_concurrency must be at least 1, max_jitter_pct at most 50"
+            );
+        }
+        if let Some(ca) = &w.extra_root_ca
+            && !ca.is_file()
+        {
+            bail!("webhooks.extra_root_ca: {} is not a file", ca.display());
+        }
         if self.database.max_connections == 0 {
             bail!("database.max_connections must be at least 1");
         }
@@ -185,7 +221,27 @@ impl Config {
             cookie_secure: a.cookie_secure,
             max_body_bytes: self.http.max_body_bytes,
             web_dir: self.http.web_dir.join("index.html").is_file().then(|| self.http.web_dir.clone()),
+            webhooks_allow_private_targets: self.webhooks.allow_private_targets,
         }
+    }
+
+    pub(crate) fn webhook_worker_config(&self) -> anyhow::Result<webhooks::WorkerConfig> {
+        let w = &self.webhooks;
+        let mut extra_root_certs_pem = Vec::new();
+        if let Some(path) = &w.extra_root_ca {
+            extra_root_certs_pem
+                .push(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?);
+        }
+        Ok(webhooks::WorkerConfig {
+            concurrency: w.concurrency,
+            per_endpoint: w.per_endpoint_concurrency,
+            max_jitter_pct: w.max_jitter_pct,
+            client: webhooks::client::ClientConfig {
+                allow_private_targets: w.allow_private_targets,
+                extra_root_certs_pem,
+            },
+            ..webhooks::WorkerConfig::default()
+        })
     }
 
     pub(crate) fn vault(&self) -> anyhow::Result<vault::Vault> {

@@ -19,8 +19,12 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let vault = config.vault().context("loading the master key")?;
 
     let database = Database::open_owned(&config).await?;
-    let state =
-        api::AppState::new(database.db.clone(), vault, Arc::new(api::SystemClock), config.api_config());
+    let state = api::AppState::new(
+        database.db.clone(),
+        vault.clone(),
+        Arc::new(api::SystemClock),
+        config.api_config(),
+    );
     let listener = tokio::net::TcpListener::bind(config.http_addr).await.with_context(|| {
         format!("binding the HTTP address {} (set --http-addr or SIVO_HTTP_ADDR)", config.http_addr)
     })?;
@@ -29,6 +33,23 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let http = tokio::spawn(api::serve(listener, api::router(state.clone()), wait_for(stop_rx.clone())));
     let maintenance = tokio::spawn(maintenance(database.db.clone(), stop_rx.clone()));
+    let worker = if config.webhooks.worker {
+        let worker = webhooks::Worker::new(
+            database.db.clone(),
+            vault.clone(),
+            Arc::new(api::SystemClock),
+            config.webhook_worker_config()?,
+        )
+        .context("starting the webhook worker")?;
+        if config.webhooks.allow_private_targets {
+            tracing::warn!(
+                "webhooks.allow_private_targets is on: webhooks may reach loopback and private networks (development only)"
+            );
+        }
+        Some(tokio::spawn(worker.run(stop_rx.clone())))
+    } else {
+        None
+    };
     announce(&config, &database.db, local).await;
 
     let Database { db, embedded } = database;
@@ -52,6 +73,9 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("HTTP connections did not drain within 20 s"),
     }
     maintenance.abort();
+    if let Some(worker) = worker {
+        let _ = tokio::time::timeout(Duration::from_secs(15), worker).await;
+    }
     db.close().await;
     if let Some(s) = supervisor {
         s.pg.stop().await.context("stopping the embedded PostgreSQL")?;
@@ -118,7 +142,8 @@ async fn announce(config: &Config, db: &db::Db, addr: std::net::SocketAddr) {
     println!("Press Ctrl-C to stop.");
 }
 
-/// Housekeeping that keeps tables small: ended sessions are deleted a day after they end.
+/// Housekeeping that keeps tables small: ended sessions are deleted a day after they end, webhook
+/// attempts after 30 days (each endpoint keeps at least its last 100).
 async fn maintenance(db: db::Db, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
@@ -127,9 +152,18 @@ async fn maintenance(db: db::Db, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         let purged = async {
+            let now = chrono::Utc::now();
             let mut tx = db.platform_tx().await?;
-            let n = db::sessions::purge_ended(&mut tx, chrono::Utc::now()).await?;
+            let n = db::sessions::purge_ended(&mut tx, now).await?;
             tx.commit().await?;
+            let mut tx = db.platform_tx().await?;
+            let tenants = db::tenants::list(&mut tx, None, 10_000).await?;
+            tx.commit().await?;
+            for tenant in tenants.items {
+                let mut tx = db.tenant_tx(tenant.tenant_id()).await?;
+                db::webhooks::prune_attempts(&mut tx, now - chrono::Duration::days(30), 100).await?;
+                tx.commit().await?;
+            }
             Ok::<_, db::DbError>(n)
         }
         .await;

@@ -6,6 +6,7 @@ pub(crate) mod auth;
 pub(crate) mod health;
 pub(crate) mod tenants;
 pub(crate) mod users;
+pub(crate) mod webhooks;
 
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
