@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 // `npm run dev` proxies the API to a running `sivo serve` (default http://127.0.0.1:8080), so the
 // session cookie stays same-origin exactly as in production, where sivo serves web/dist itself.
-const target = process.env.SIVO_URL ?? 'http://127.0.0.1:8080';
+const target = process.env.WEB_SIVO_URL ?? 'http://127.0.0.1:8080';
 
 export default defineConfig({
   server: {

@@ -1,7 +1,7 @@
 // Keeps web/openapi.json and src/api/schema.d.ts in step with the backend.
 //   node scripts/api.mjs write   regenerate both from `sivo openapi`
 //   node scripts/api.mjs check   fail if the committed files differ from what the binary produces
-// The binary is $SIVO_BIN, else ../target/debug/sivo; without it `check` only verifies that the
+// The binary is $WEB_SIVO_BIN, else ../target/debug/sivo; without it `check` only verifies that the
 // committed schema.d.ts matches the committed openapi.json, and says so.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,7 +19,7 @@ if (mode !== 'write' && mode !== 'check') {
   process.exit(2);
 }
 
-const bin = process.env.SIVO_BIN ?? join(repo, 'target/debug/sivo');
+const bin = process.env.WEB_SIVO_BIN ?? join(repo, 'target/debug/sivo');
 let spec;
 if (existsSync(bin)) {
   const raw = execFileSync(bin, ['openapi'], { cwd: repo, encoding: 'utf8', maxBuffer: 64 << 20 });

@@ -9,7 +9,7 @@ export type AuthState =
   | { status: 'loading' }
   /** /me could not be reached at all; the app offers a retry instead of spinning forever. */
   | { status: 'unreachable'; error: unknown }
-  | { status: 'anonymous'; notice?: string }
+  | { status: 'anonymous'; notice?: string; email?: string }
   /** Logged in with an enrolment-only session: only TOTP enrolment is possible. */
   | { status: 'enrolling'; me: Me }
   | { status: 'authenticated'; me: Me };
@@ -19,8 +19,8 @@ interface AuthContextValue {
   /** Reads /me and updates the state; returns the new state. */
   refresh: () => Promise<AuthState>;
   logout: () => Promise<void>;
-  /** Forget the session locally (e.g. the server ended it) and show `notice` on the login page. */
-  endSession: (notice?: string) => void;
+  /** Forget the session locally (e.g. the server ended it); the login page shows `notice` and `email`. */
+  endSession: (notice?: string, email?: string) => void;
   /** Another request returned 403 mfa_enrollment_required. */
   clearNotice: () => void;
 }
@@ -41,14 +41,18 @@ export function AuthProvider({ children }: { children: ReactNode }) {
       setState(next);
       return next;
     } catch (error) {
+      // A session that expired or was revoked while the tab was closed deserves a word; no
+      // cookie at all (code `unauthorized`) is just a visitor who has not signed in.
       const next: AuthState =
-        error instanceof ApiError && error.status === 401 ? { status: 'anonymous' } : { status: 'unreachable', error };
+        error instanceof ApiError && error.status === 401
+          ? { status: 'anonymous', notice: error.code === 'session_expired' || error.code === 'session_invalid' ? SESSION_ENDED : undefined }
+          : { status: 'unreachable', error };
       setState(next);
       return next;
     }
   }, []);
 
-  const endSession = useCallback((notice?: string) => setState({ status: 'anonymous', notice }), []);
+  const endSession = useCallback((notice?: string, email?: string) => setState({ status: 'anonymous', notice, email }), []);
 
   const logout = useCallback(async () => {
     try {

@@ -28,7 +28,15 @@ export function Dialog({
   useEffect(() => {
     const dialog = ref.current;
     if (!dialog) return;
-    if (open && !dialog.open) dialog.showModal();
+    if (open && !dialog.open) {
+      dialog.showModal();
+      // The browser would focus the first focusable element (the close button); start where the
+      // work is instead: an element marked data-autofocus, else the first form field.
+      const target =
+        dialog.querySelector<HTMLElement>('[data-autofocus]') ??
+        dialog.querySelector<HTMLElement>('.dialog-body :is(input:not([type=hidden]), select, textarea):not(:disabled)');
+      target?.focus();
+    }
     if (!open && dialog.open) dialog.close();
   }, [open]);
   return (
@@ -93,7 +101,7 @@ export function ConfirmDialog({
       onClose={onClose}
       footer={
         <>
-          <Button onClick={onClose} disabled={busy} autoFocus>
+          <Button onClick={onClose} disabled={busy} data-autofocus>
             Cancel
           </Button>
           <Button variant={tone} onClick={onConfirm} busy={busy}>

@@ -248,9 +248,14 @@ export function PageHeader({
       <div className="page-header-text">
         {trail && trail.length > 1 && (
           <p className="trail" aria-label="Location">
-            {trail.slice(0, -1).map((t) => (
+            {trail.slice(0, -1).map((t, i) => (
               <span key={t}>
-                {t} <span aria-hidden="true">→</span>{' '}
+                {i > 0 && (
+                  <span className="trail-sep" aria-hidden="true">
+                    ›{' '}
+                  </span>
+                )}
+                {t}
               </span>
             ))}
           </p>

@@ -47,15 +47,15 @@ export const NAV: readonly NavSection[] = [
     ],
   },
   {
+    label: 'Platform',
+    items: [{ label: 'Tenants', path: '/platform/tenants', roles: PLATFORM }],
+  },
+  {
     label: 'Reports',
     items: [
       { label: 'CDRs', path: '/cdrs', roles: SUPERVISION, comingSoon: true },
       { label: 'Audit', path: '/audit', roles: AUDIT },
     ],
-  },
-  {
-    label: 'Platform',
-    items: [{ label: 'Tenants', path: '/platform/tenants', roles: PLATFORM }],
   },
 ];
 

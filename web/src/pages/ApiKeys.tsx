@@ -100,7 +100,7 @@ export function ApiKeysPage() {
             <code data-testid="new-api-key">{created.key}</code>
             <CopyButton text={created.key} label="Copy key" />
           </div>
-          <Button size="sm" variant="ghost" onClick={() => setCreated(null)}>
+          <Button size="sm" onClick={() => setCreated(null)}>
             I have copied it, hide the key
           </Button>
         </section>
@@ -157,8 +157,8 @@ export function ApiKeysPage() {
               <tbody>
                 {list.data.items.map((k) => (
                   <tr key={k.id} className={k.revoked_at ? 'row-muted' : undefined}>
-                    <td data-label="Name" className="cell-primary">
-                      {k.name}
+                    <td data-label="Name">
+                      <span className="cell-primary">{k.name}</span>
                     </td>
                     <td data-label="Key">
                       <code className="code-chip">sivo_{k.prefix}_…</code>

@@ -182,6 +182,14 @@ export function AuditPage() {
           <div className="table-wrap">
             <table className="table table-audit">
               <caption className="sr-only">Audit log entries, newest first</caption>
+              <colgroup>
+                <col className="col-time" />
+                <col className="col-event" />
+                <col />
+                <col />
+                <col className="col-ip" />
+                <col className="col-actions" />
+              </colgroup>
               <thead>
                 <tr>
                   <th scope="col">Time</th>
@@ -205,16 +213,20 @@ export function AuditPage() {
                         <code className={`code-chip event-${eventTone(entry.event)}`}>{entry.event}</code>
                       </td>
                       <td data-label="Actor">
-                        <span className="cell-primary">{entry.actor_label ?? userLabel(entry.actor_id) ?? entry.actor_kind}</span>
-                        <span className="cell-secondary">{entry.actor_kind.replace('_', ' ')}</span>
+                        <div>
+                          <span className="cell-primary">{entry.actor_label ?? userLabel(entry.actor_id) ?? entry.actor_kind}</span>
+                          <span className="cell-secondary">{entry.actor_kind.replace('_', ' ')}</span>
+                        </div>
                       </td>
                       <td data-label="Resource">
-                        <span className="cell-primary">{entry.resource_type}</span>
-                        {entry.resource_id && (
-                          <span className="cell-secondary mono" title={entry.resource_id}>
-                            {userLabel(entry.resource_id) ?? shortId(entry.resource_id)}
-                          </span>
-                        )}
+                        <div>
+                          <span className="cell-primary">{entry.resource_type}</span>
+                          {entry.resource_id && (
+                            <span className="cell-secondary mono" title={entry.resource_id}>
+                              {userLabel(entry.resource_id) ?? shortId(entry.resource_id)}
+                            </span>
+                          )}
+                        </div>
                       </td>
                       <td data-label="Source IP" className="mono">
                         {entry.source_ip ?? '—'}
@@ -269,7 +281,12 @@ function eventTone(event: string): string {
 }
 
 function AuditDetails({ entry, onFilter }: { entry: AuditEntry; onFilter: (f: Partial<AuditFilters>) => void }) {
-  const rows = diffValues(entry.before, entry.after);
+  const all = diffValues(entry.before, entry.after);
+  const [showAll, setShowAll] = useState(false);
+  const changedCount = all.filter((r) => r.kind !== 'unchanged').length;
+  // Edits show what changed; the unchanged fields are one click away.
+  const rows = showAll || changedCount === 0 ? all : all.filter((r) => r.kind !== 'unchanged');
+  const hidden = all.length - rows.length;
   return (
     <div className="audit-details">
       <dl className="details-grid">
@@ -330,6 +347,11 @@ function AuditDetails({ entry, onFilter }: { entry: AuditEntry; onFilter: (f: Pa
             ))}
           </tbody>
         </table>
+      )}
+      {(hidden > 0 || (showAll && changedCount > 0 && changedCount < all.length)) && (
+        <button type="button" className="link-btn diff-toggle" onClick={() => setShowAll((v) => !v)}>
+          {showAll ? 'Show only what changed' : `Show ${hidden} unchanged field${hidden === 1 ? '' : 's'}`}
+        </button>
       )}
     </div>
   );

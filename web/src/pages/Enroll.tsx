@@ -73,8 +73,7 @@ export function EnrollPage({ mode }: { mode: 'required' | 'optional' }) {
   const finish = async () => {
     if (!result) return;
     if (result.sessionEnded) {
-      endSession(MFA_ON_NOTICE);
-      navigate('/login', { replace: true, state: { email: me.user?.email } });
+      endSession(MFA_ON_NOTICE, me.user?.email);
     } else {
       await refresh();
       navigate('/profile', { replace: true, state: { notice: 'Two-step verification is on.' } });

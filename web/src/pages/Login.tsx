@@ -19,7 +19,8 @@ export function LoginPage() {
   const navigate = useNavigate();
   const locState = (location.state ?? {}) as { from?: string; email?: string };
   const [step, setStep] = useState<Step>('password');
-  const [email, setEmail] = useState(locState.email ?? '');
+  const [prefilled] = useState(() => Boolean(locState.email ?? (state.status === 'anonymous' && state.email)));
+  const [email, setEmail] = useState(locState.email ?? (state.status === 'anonymous' ? state.email : undefined) ?? '');
   const [password, setPassword] = useState('');
   const [code, setCode] = useState('');
   const [useRecovery, setUseRecovery] = useState(false);
@@ -128,7 +129,7 @@ export function LoginPage() {
                 name="email"
                 type="email"
                 autoComplete="username"
-                autoFocus
+                autoFocus={!prefilled}
                 value={email}
                 onChange={(e) => setEmail(e.target.value)}
                 error={errors.email}
@@ -138,6 +139,7 @@ export function LoginPage() {
                 name="password"
                 type="password"
                 autoComplete="current-password"
+                autoFocus={prefilled}
                 value={password}
                 onChange={(e) => setPassword(e.target.value)}
                 error={errors.password}

@@ -167,7 +167,6 @@ function DisableMfaDialog({ onClose, onDone }: { onClose: () => void; onDone: ()
           name="code"
           inputMode="numeric"
           autoComplete="one-time-code"
-          autoFocus
           className="input input-code"
           maxLength={6}
           value={code}

@@ -77,8 +77,8 @@ export function TenantsPage() {
               <tbody>
                 {list.data.items.map((t) => (
                   <tr key={t.id}>
-                    <td data-label="Name" className="cell-primary">
-                      {t.name}
+                    <td data-label="Name">
+                      <span className="cell-primary">{t.name}</span>
                     </td>
                     <td data-label="Slug">
                       <code className="code-chip">{t.slug}</code>
@@ -151,7 +151,7 @@ export function TenantsPage() {
         <p>
           This deletes <strong>{deleting?.name}</strong> and all of its users, keys and data. It cannot be undone.
         </p>
-        <TextField label={`Type ${deleting?.slug ?? ''} to confirm`} name="confirm" autoComplete="off" value={confirmSlug} onChange={(e) => setConfirmSlug(e.target.value)} />
+        <TextField data-autofocus label={`Type ${deleting?.slug ?? ''} to confirm`} name="confirm" autoComplete="off" value={confirmSlug} onChange={(e) => setConfirmSlug(e.target.value)} />
       </ConfirmDialog>
     </>
   );
@@ -190,7 +190,7 @@ function TenantDialog({ tenant, onClose, onSaved }: { tenant: Tenant | null; onC
     <Dialog open title={tenant ? `Edit ${tenant.name}` : 'Add tenant'} onClose={onClose}>
       <form ref={formRef} onSubmit={submit} noValidate className="form">
         <FormError error={formError} />
-        <TextField label="Name" name="name" autoFocus value={form.name} onChange={(e) => setForm((f) => ({ ...f, name: e.target.value }))} error={errors.name} />
+        <TextField label="Name" name="name" value={form.name} onChange={(e) => setForm((f) => ({ ...f, name: e.target.value }))} error={errors.name} />
         <TextField
           label="Slug"
           name="slug"

@@ -239,7 +239,7 @@ function CreateUserDialog({ open, onClose, onCreated }: { open: boolean; onClose
     <Dialog open={open} title="Add user" onClose={close} description="They sign in with this email and password; admins must also set up two-step verification at first sign-in.">
       <form ref={formRef} onSubmit={submit} noValidate className="form" aria-label="Add user">
         <FormError error={formError} />
-        <TextField label="Email" name="email" type="email" autoComplete="off" autoFocus value={form.email} onChange={set('email')} error={errors.email} />
+        <TextField label="Email" name="email" type="email" autoComplete="off" value={form.email} onChange={set('email')} error={errors.email} />
         <TextField label="Display name" name="display_name" optional value={form.display_name} onChange={set('display_name')} error={errors.display_name} />
         <SelectField label="Role" name="role" value={form.role} onChange={set('role')} error={errors.role} hint={roleHint(form.role)}>
           <option value="agent">Agent</option>
@@ -362,8 +362,7 @@ function EditUserDialog({
           <TextField
             label="Display name"
             name="display_name"
-            autoFocus
-            value={form.display_name}
+              value={form.display_name}
             onChange={(e) => setForm((f) => ({ ...f, display_name: e.target.value }))}
             error={errors.display_name}
           />

@@ -1,0 +1,10 @@
+export const PASSWORD = 'correct-horse-battery';
+export const TENANT = { slug: 'acme', name: 'Acme Inc' };
+
+export const ADMIN = { email: 'admin@acme.example', role: 'admin', name: 'Ada Admin' } as const;
+export const AGENT = { email: 'agent@acme.example', role: 'agent', name: 'Alex Agent' } as const;
+/** Only used by the lockout test, so locking it out disturbs nothing else. */
+export const LOCKED = { email: 'locked@acme.example', role: 'agent', name: 'Lee Locked' } as const;
+export const ROOT = { email: 'root@example.com', role: 'superadmin', name: 'Root' } as const;
+
+export const ACCOUNTS = [ADMIN, AGENT, LOCKED, ROOT];
