@@ -183,6 +183,13 @@ test('works on a narrow screen', async () => {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   expect(overflow).toBeLessThanOrEqual(0);
   await shot(page, 'users-narrow');
+  // Keyboard: the open menu takes focus; Escape closes it and gives focus back to the button.
+  await page.getByRole('button', { name: 'Open menu' }).click();
+  await expect(nav).toBeVisible();
+  await expect(nav.getByRole('link').first()).toBeFocused();
+  await page.keyboard.press('Escape');
+  await expect(nav).toBeHidden();
+  await expect(page.getByRole('button', { name: 'Open menu' })).toBeFocused();
   await page.getByRole('button', { name: 'Open menu' }).click();
   await expect(nav).toBeVisible();
   await shot(page, 'menu-narrow', { fullPage: false });

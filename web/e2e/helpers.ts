@@ -12,7 +12,7 @@ const SHOTS = join(dirname(fileURLToPath(import.meta.url)), '..', 'test-results'
 export async function shot(page: Page, name: string, { fullPage = true } = {}) {
   // Wait for fonts so screenshots show the real typography.
   await page.evaluate(() => document.fonts.ready);
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage });
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage, animations: 'disabled' });
 }
 
 export async function submitPassword(page: Page, email: string, password: string) {

@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { Link, NavLink, Outlet, useLocation } from 'react-router';
 import { api } from '../api/client';
 import { useAuth, useMe } from '../auth/session';
@@ -14,8 +14,24 @@ export function Shell() {
   const [tenantName, setTenantName] = useState<string | null>(null);
   const [loggingOut, setLoggingOut] = useState(false);
 
+  const menuButton = useRef<HTMLButtonElement>(null);
+  const sidebar = useRef<HTMLElement>(null);
+
   // Close the mobile menu on navigation.
   useEffect(() => setMenuOpen(false), [location.pathname]);
+
+  // Narrow screens: the open menu takes focus, and Escape closes it and returns focus.
+  useEffect(() => {
+    if (!menuOpen) return;
+    sidebar.current?.querySelector<HTMLElement>('.nav-link')?.focus();
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key !== 'Escape') return;
+      setMenuOpen(false);
+      menuButton.current?.focus();
+    };
+    document.addEventListener('keydown', onKey);
+    return () => document.removeEventListener('keydown', onKey);
+  }, [menuOpen]);
 
   useEffect(() => {
     if (!me.tenant_id) return;
@@ -38,6 +54,7 @@ export function Shell() {
       </a>
       <header className="topbar">
         <button
+          ref={menuButton}
           type="button"
           className="icon-btn menu-btn"
           aria-expanded={menuOpen}
@@ -54,7 +71,7 @@ export function Shell() {
         </Link>
       </header>
       <div className="scrim" onClick={() => setMenuOpen(false)} aria-hidden="true" />
-      <aside id="sidebar" className="sidebar">
+      <aside id="sidebar" className="sidebar" ref={sidebar}>
         <Link to="/" className="brand">
           <Logo />
           <span className="brand-text">

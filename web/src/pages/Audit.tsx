@@ -213,16 +213,13 @@ export function AuditPage() {
                         <code className={`code-chip event-${eventTone(entry.event)}`}>{entry.event}</code>
                       </td>
                       <td data-label="Actor">
-                        <div>
-                          <span className="cell-primary">{entry.actor_label ?? userLabel(entry.actor_id) ?? entry.actor_kind}</span>
-                          <span className="cell-secondary">{entry.actor_kind.replace('_', ' ')}</span>
-                        </div>
+                        <ActorCell entry={entry} fallback={userLabel(entry.actor_id)} />
                       </td>
                       <td data-label="Resource">
                         <div>
-                          <span className="cell-primary">{entry.resource_type}</span>
+                          <span className="cell-primary">{entry.resource_type.replace('_', ' ')}</span>
                           {entry.resource_id && (
-                            <span className="cell-secondary mono" title={entry.resource_id}>
+                            <span className="cell-secondary mono" title={`${userLabel(entry.resource_id) ?? ''} ${entry.resource_id}`.trim()}>
                               {userLabel(entry.resource_id) ?? shortId(entry.resource_id)}
                             </span>
                           )}
@@ -267,6 +264,27 @@ export function AuditPage() {
         />
       </section>
     </>
+  );
+}
+
+const ACTOR_KINDS: Record<string, string> = {
+  user: 'User',
+  api_key: 'API key',
+  system: 'System',
+  cli: 'Command line',
+  anonymous: 'Anonymous',
+};
+
+function ActorCell({ entry, fallback }: { entry: AuditEntry; fallback?: string }) {
+  const kind = ACTOR_KINDS[entry.actor_kind] ?? entry.actor_kind;
+  const primary = entry.actor_label ?? fallback ?? kind;
+  return (
+    <div>
+      <span className="cell-primary" title={primary}>
+        {primary}
+      </span>
+      {primary !== kind && <span className="cell-secondary">{kind}</span>}
+    </div>
   );
 }
 

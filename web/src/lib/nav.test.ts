@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { canAccess, homeFor, navFor, trailFor } from './nav';
+
+const labels = (role: Parameters<typeof navFor>[0]) => navFor(role).flatMap((s) => s.items.map((i) => `${s.label} › ${i.label}`));
+
+describe('role-based navigation', () => {
+  it('admins see every tenant setting from the troubleshooting guide, and the audit log', () => {
+    expect(labels('admin')).toEqual([
+      'Dashboard › Agents',
+      'Settings › Queues',
+      'Settings › SIP trunks',
+      'Settings › Agents',
+      'Settings › Users & roles',
+      'Settings › Transcription policies',
+      'Settings › Transcription providers',
+      'Settings › Salesforce',
+      'Developer › Webhooks',
+      'Developer › API keys',
+      'Reports › CDRs',
+      'Reports › Audit',
+    ]);
+  });
+
+  it('agents see no admin settings', () => {
+    expect(labels('agent')).toEqual(['Dashboard › Agents']);
+    expect(canAccess('agent', '/settings/users')).toBe(false);
+    expect(canAccess('agent', '/settings/developer/api-keys')).toBe(false);
+    expect(canAccess('agent', '/audit')).toBe(false);
+    expect(canAccess('agent', '/profile')).toBe(true);
+  });
+
+  it('supervisors add CDRs but no settings', () => {
+    expect(labels('supervisor')).toEqual(['Dashboard › Agents', 'Reports › CDRs']);
+  });
+
+  it('superadmins see platform pages only', () => {
+    expect(labels('superadmin')).toEqual(['Platform › Tenants', 'Reports › Audit']);
+    expect(canAccess('superadmin', '/settings/users')).toBe(false);
+    expect(canAccess('admin', '/platform/tenants')).toBe(false);
+  });
+
+  it('lands each role somewhere it may be', () => {
+    for (const role of ['agent', 'supervisor', 'admin', 'superadmin'] as const) {
+      expect(canAccess(role, homeFor(role))).toBe(true);
+    }
+  });
+
+  it('names pages by the guide’s menu paths', () => {
+    expect(trailFor('/settings/developer/api-keys')).toEqual(['Settings', 'Developer', 'API keys']);
+    expect(trailFor('/settings/sip-trunks')).toEqual(['Settings', 'SIP trunks']);
+    expect(trailFor('/dashboard/agents')).toEqual(['Dashboard', 'Agents']);
+    expect(trailFor('/audit')).toEqual(['Audit']);
+  });
+});
