@@ -84,6 +84,8 @@ fn cluster() -> &'static Cluster {
     })
 }
 
+pub mod receiver;
+
 /// A fresh database with every migration applied, private to one test.
 pub struct TestDb {
     pub name: String,

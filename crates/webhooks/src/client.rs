@@ -134,13 +134,14 @@ impl Client {
         }
         excerpt.truncate(RESPONSE_EXCERPT_BYTES);
         let excerpt = String::from_utf8_lossy(&excerpt).into_owned();
-        let success = (200..300).contains(&status);
+        // The 10 s limit covers the body too: a 2xx whose body stalls is a failure.
+        let success = (200..300).contains(&status) && body_error.is_none();
         finish(AttemptOutcome {
             status: Some(status),
             success,
             error: match (success, body_error) {
                 (true, _) => None,
-                (false, Some(e)) => Some(format!("HTTP {status}; {e}")),
+                (false, Some(e)) => Some(format!("HTTP {status}, then {e}")),
                 (false, None) if (300..400).contains(&status) => {
                     Some(format!("HTTP {status} (redirects are not followed)"))
                 }
