@@ -18,6 +18,13 @@ export default defineConfig({
     outDir: 'dist',
     sourcemap: true,
     chunkSizeWarningLimit: 800,
+    rolldownOptions: {
+      onwarn(warning, warn) {
+        // react-router marks its modules "use client" (for server components); harmless in an SPA.
+        if (warning.code === 'MODULE_LEVEL_DIRECTIVE') return;
+        warn(warning);
+      },
+    },
   },
   test: {
     include: ['src/**/*.test.ts', 'e2e/**/*.test.ts'],

@@ -266,6 +266,168 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/webhooks/endpoints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the tenant's webhook endpoints. */
+        get: operations["list_endpoints"];
+        put?: never;
+        /** Add an endpoint. The response carries its `webhook_secret`, shown once. */
+        post: operations["create_endpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/endpoints/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One endpoint. */
+        get: operations["get_endpoint"];
+        put?: never;
+        post?: never;
+        /** Remove an endpoint with its deliveries and logs. */
+        delete: operations["delete_endpoint"];
+        options?: never;
+        head?: never;
+        /**
+         * Change an endpoint's URL, description, filter or enabled flag (re-enabling clears an
+         *     automatic disable).
+         */
+        patch: operations["update_endpoint"];
+        trace?: never;
+    };
+    "/api/v1/webhooks/endpoints/{id}/dead-letters": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Deliveries that exhausted their retries (or were refused), newest first. */
+        get: operations["list_dead_letters"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/endpoints/{id}/dead-letters/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Download the whole dead-letter queue of the endpoint as a JSON array. */
+        get: operations["export_dead_letters"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/endpoints/{id}/dead-letters/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Retry dead letters, one by one (`delivery_ids`) or all at once. */
+        post: operations["retry_dead_letters"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/endpoints/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The endpoint's last 100 delivery attempts, newest first. */
+        get: operations["list_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/endpoints/{id}/rotate-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Replace the signing secret; the new one is shown once and used from the next attempt on. */
+        post: operations["rotate_secret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/endpoints/{id}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Fire a synthetic event of the chosen type at this endpoint through the real delivery path,
+         *     and report the first attempt.
+         */
+        post: operations["send_test_event"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/event-types": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The 13 event types an endpoint can subscribe to. */
+        get: operations["event_types"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -294,6 +456,32 @@ export interface components {
             /** Format: date-time */
             revoked_at?: string | null;
         };
+        AttemptOut: {
+            /**
+             * Format: int32
+             * @description 1 for the first try, up to 7.
+             */
+            attempt: number;
+            /** Format: uuid */
+            delivery_id: string;
+            /** @description Why it failed: `HTTP 500`, `timeout: …`, `blocked: …`, a TLS error… */
+            error?: string | null;
+            /** Format: uuid */
+            event_id: string;
+            event_type: string;
+            /**
+             * Format: int32
+             * @description The receiver's HTTP status, when it answered.
+             */
+            http_status?: number | null;
+            /** Format: int32 */
+            latency_ms: number;
+            /** @description The first 4 KB of the response body. */
+            response_excerpt?: string | null;
+            /** Format: date-time */
+            started_at: string;
+            succeeded: boolean;
+        };
         /**
          * Format: uuid
          * @description An audit log entry.
@@ -317,6 +505,58 @@ export interface components {
             resource_type: string;
             source_ip?: string | null;
             tenant_id?: null | components["schemas"]["TenantId"];
+        };
+        DeadLetterOut: {
+            /** Format: int32 */
+            attempts: number;
+            /** Format: date-time */
+            dead_at?: string | null;
+            /** Format: uuid */
+            delivery_id: string;
+            /** @description The event exactly as it would be sent. */
+            event: unknown;
+            /** Format: uuid */
+            event_id: string;
+            event_type: string;
+            /** Format: int32 */
+            last_status?: number | null;
+            reason?: string | null;
+        };
+        EndpointIn: {
+            description?: string | null;
+            enabled?: boolean | null;
+            /** @description Event types to receive; omit or leave empty for all. */
+            event_types?: string[] | null;
+            /** @description `https://` only. */
+            url: string;
+        };
+        EndpointOut: {
+            /** Format: date-time */
+            created_at: string;
+            description: string;
+            /** @description Set when SIVO disabled the endpoint itself (the receiver answered 410 Gone). */
+            disabled_reason?: string | null;
+            enabled: boolean;
+            /** @description Subscribed event types; empty means all 13. */
+            event_types: string[];
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            updated_at: string;
+            url: string;
+        };
+        EndpointPatch: {
+            description?: string | null;
+            enabled?: boolean | null;
+            event_types?: string[] | null;
+            url?: string | null;
+        };
+        EndpointWithSecretOut: components["schemas"]["EndpointOut"] & {
+            /**
+             * @description The signing secret (`whsec_…`), shown only in this response. Use the whole string as the
+             *     HMAC-SHA256 key.
+             */
+            webhook_secret: string;
         };
         /** @description One invalid field in a request body or query. */
         FieldError: {
@@ -393,6 +633,47 @@ export interface components {
             next_cursor?: string | null;
         };
         /** @description One page of a list. */
+        PageOut_DeadLetterOut: {
+            items: {
+                /** Format: int32 */
+                attempts: number;
+                /** Format: date-time */
+                dead_at?: string | null;
+                /** Format: uuid */
+                delivery_id: string;
+                /** @description The event exactly as it would be sent. */
+                event: unknown;
+                /** Format: uuid */
+                event_id: string;
+                event_type: string;
+                /** Format: int32 */
+                last_status?: number | null;
+                reason?: string | null;
+            }[];
+            /** @description Pass as `cursor` to get the next page; absent on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        PageOut_EndpointOut: {
+            items: {
+                /** Format: date-time */
+                created_at: string;
+                description: string;
+                /** @description Set when SIVO disabled the endpoint itself (the receiver answered 410 Gone). */
+                disabled_reason?: string | null;
+                enabled: boolean;
+                /** @description Subscribed event types; empty means all 13. */
+                event_types: string[];
+                /** Format: uuid */
+                id: string;
+                /** Format: date-time */
+                updated_at: string;
+                url: string;
+            }[];
+            /** @description Pass as `cursor` to get the next page; absent on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
         PageOut_TenantOut: {
             items: {
                 /** Format: date-time */
@@ -447,6 +728,14 @@ export interface components {
             title: string;
             type: string;
         };
+        RetryIn: {
+            /** @description Deliveries to retry; omit to retry the whole dead-letter queue of this endpoint. */
+            delivery_ids?: string[] | null;
+        };
+        RetryOut: {
+            /** @description Deliveries put back in line, with a fresh retry budget. */
+            retried: string[];
+        };
         /**
          * @description A user's role. Tenant roles form a ladder (agent < supervisor < admin); `Superadmin`
          *     is a platform operator who belongs to no tenant.
@@ -478,6 +767,20 @@ export interface components {
         TenantPatch: {
             name?: string | null;
             plan?: string | null;
+        };
+        TestEventIn: {
+            /** @description Which catalog event to simulate, e.g. `call.ended`. */
+            event_type: string;
+        };
+        TestEventOut: {
+            attempt?: null | components["schemas"]["AttemptOut"];
+            /**
+             * @description False while the first attempt had not finished when we stopped waiting (12 s); the
+             *     delivery goes on and shows up in the endpoint's deliveries.
+             */
+            completed: boolean;
+            /** Format: uuid */
+            event_id: string;
         };
         TotpCodeIn: {
             /** @description The current 6-digit code. */
@@ -1162,6 +1465,373 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_endpoints: {
+        parameters: {
+            query?: {
+                /** @description Opaque cursor from a previous page's `next_cursor`. */
+                cursor?: string | null;
+                /** @description Page size, 1 to 200 (default 50). */
+                limit?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PageOut_EndpointOut"];
+                };
+            };
+        };
+    };
+    create_endpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EndpointIn"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EndpointWithSecretOut"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_endpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EndpointOut"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_endpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    update_endpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EndpointPatch"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EndpointOut"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_dead_letters: {
+        parameters: {
+            query?: {
+                /** @description Opaque cursor from a previous page's `next_cursor`. */
+                cursor?: string | null;
+                /** @description Page size, 1 to 200 (default 50). */
+                limit?: number | null;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PageOut_DeadLetterOut"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    export_dead_letters: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeadLetterOut"][];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    retry_dead_letters: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RetryIn"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RetryOut"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_deliveries: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AttemptOut"][];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    rotate_secret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EndpointWithSecretOut"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    send_test_event: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TestEventIn"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TestEventOut"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    event_types: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": string[];
                 };
             };
         };
