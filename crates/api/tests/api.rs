@@ -464,6 +464,16 @@ async fn other_tenants_resources_answer_404_on_every_id_route() {
     let b_key =
         app.send(Method::POST, "/api/v1/api-keys", Some(&b_admin), Some(json!({"name": "b-crm"}))).await;
     let b_key_id = b_key.body["id"].as_str().unwrap().to_owned();
+    let b_hook = app
+        .send(
+            Method::POST,
+            "/api/v1/webhooks/endpoints",
+            Some(&b_admin),
+            Some(json!({"url": "https://hooks.b.example/sivo"})),
+        )
+        .await;
+    assert_eq!(b_hook.status, StatusCode::CREATED, "{:?}", b_hook.body);
+    let b_hook_id = b_hook.body["id"].as_str().unwrap().to_owned();
 
     // B's id for each resource route prefix. A new `{id}` route must be added here, or the
     // OpenAPI sweep below fails: isolation is checked for every resource route.
@@ -471,7 +481,11 @@ async fn other_tenants_resources_answer_404_on_every_id_route() {
         ("/api/v1/users/", b_user.to_string()),
         ("/api/v1/api-keys/", b_key_id.clone()),
         ("/api/v1/tenants/", b.to_string()),
+        ("/api/v1/webhooks/endpoints/", b_hook_id.clone()),
     ];
+    // A valid body for routes that need one, so the probe reaches the lookup.
+    let body_for =
+        |path: &str| if path.ends_with("/test") { json!({"event_type": "call.created"}) } else { json!({}) };
     let openapi = app.send(Method::GET, "/api/openapi.json", None, None).await.body;
     let mut checked = 0;
     for (path, item) in openapi["paths"].as_object().unwrap() {
@@ -485,7 +499,7 @@ async fn other_tenants_resources_answer_404_on_every_id_route() {
         let concrete = path.replace("{id}", id);
         for method in item.as_object().unwrap().keys() {
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let body = matches!(method, Method::PATCH | Method::POST).then(|| json!({}));
+            let body = matches!(method, Method::PATCH | Method::POST).then(|| body_for(path));
             let r = app.send(method.clone(), &concrete, Some(&a_admin), body).await;
             let expected = if path.starts_with("/api/v1/tenants/") && method != Method::GET {
                 StatusCode::FORBIDDEN // tenant admins never manage tenants, whichever id
@@ -497,7 +511,11 @@ async fn other_tenants_resources_answer_404_on_every_id_route() {
             checked += 1;
         }
     }
-    assert!(checked >= 7, "expected to probe every id route, probed {checked}");
+    assert!(checked >= 15, "expected to probe every id route, probed {checked}");
+    assert_eq!(
+        app.get(&format!("/api/v1/webhooks/endpoints/{b_hook_id}"), &b_admin).await.status,
+        StatusCode::OK
+    );
     // B's things are untouched and A's key listing does not show them.
     assert_eq!(app.get(&format!("/api/v1/users/{b_user}"), &b_admin).await.status, StatusCode::OK);
     assert_eq!(app.get("/api/v1/users", &b_admin).await.body["items"].as_array().unwrap().len(), 2);
@@ -789,4 +807,95 @@ async fn serves_the_web_app_with_client_side_routes_but_never_for_api_paths() {
     let api_miss = app.send(Method::GET, "/api/v1/nope", None, None).await;
     assert_eq!((api_miss.status, api_miss.body["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
     assert_eq!(app.send(Method::GET, "/healthz", None, None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn webhook_endpoints_are_https_only_with_a_secret_shown_once() {
+    let app = App::new().await;
+    let t = app.tenant("hookco").await;
+    app.user(Some(t), "admin@hookco.example", Role::Admin).await;
+    let (admin, _) = app.mfa_token("admin@hookco.example").await;
+    let post = |body: Value| app.send(Method::POST, "/api/v1/webhooks/endpoints", Some(&admin), Some(body));
+
+    let plain = post(json!({"url": "http://crm.example.com/hook"})).await;
+    assert_eq!(plain.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(plain.body["errors"][0]["field"], "url");
+    assert!(plain.body["errors"][0]["message"].as_str().unwrap().contains("https://"));
+    for private in [
+        "https://127.0.0.1/h",
+        "https://10.1.2.3/h",
+        "https://[::1]/h",
+        "https://169.254.169.254/",
+        "https://2130706433/",
+    ] {
+        let r = post(json!({"url": private})).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{private}");
+    }
+    let bad_type = post(
+        json!({"url": "https://crm.example.com/hook", "event_types": ["call.created", "call.exploded"]}),
+    )
+    .await;
+    assert_eq!(bad_type.body["errors"][0]["field"], "event_types[1]");
+
+    let created = post(json!({"url": "https://crm.example.com/hook", "description": "CRM", "event_types": ["call.ended", "call.created"]})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let secret = created.body["webhook_secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let listed = app.get("/api/v1/webhooks/endpoints", &admin).await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
+    assert!(!listed.body.to_string().contains(&secret), "the secret is shown once only");
+    let one = app.get(&format!("/api/v1/webhooks/endpoints/{id}"), &admin).await;
+    assert_eq!(one.body["event_types"], json!(["call.ended", "call.created"]));
+    assert!(one.body.get("webhook_secret").is_none());
+
+    let rotated = app
+        .send(Method::POST, &format!("/api/v1/webhooks/endpoints/{id}/rotate-secret"), Some(&admin), None)
+        .await;
+    let new_secret = rotated.body["webhook_secret"].as_str().unwrap();
+    assert_ne!(new_secret, secret);
+    let patched = app
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/webhooks/endpoints/{id}"),
+            Some(&admin),
+            Some(json!({"enabled": false, "event_types": []})),
+        )
+        .await;
+    assert_eq!(
+        (patched.body["enabled"].as_bool(), patched.body["event_types"].clone()),
+        (Some(false), json!([]))
+    );
+    assert_eq!(app.get(&format!("/api/v1/webhooks/endpoints/{id}/deliveries"), &admin).await.body, json!([]));
+    assert_eq!(
+        app.get(&format!("/api/v1/webhooks/endpoints/{id}/dead-letters"), &admin).await.body["items"],
+        json!([])
+    );
+    let export = app.get(&format!("/api/v1/webhooks/endpoints/{id}/dead-letters/export"), &admin).await;
+    assert_eq!(export.body, json!([]));
+    assert!(export.headers.get("content-disposition").unwrap().to_str().unwrap().contains("attachment"));
+    let types = app.get("/api/v1/webhooks/event-types", &admin).await;
+    assert_eq!(types.body.as_array().unwrap().len(), 13);
+    assert_eq!(
+        app.send(Method::DELETE, &format!("/api/v1/webhooks/endpoints/{id}"), Some(&admin), None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+
+    let events = app.audit_events(&admin, "resource=webhook_endpoint").await;
+    assert_eq!(
+        events,
+        vec![
+            "webhook.endpoint.deleted",
+            "webhook.endpoint.updated",
+            "webhook.endpoint.secret_rotated",
+            "webhook.endpoint.created"
+        ]
+    );
+    let audit = app.get("/api/v1/audit?resource=webhook_endpoint&limit=200", &admin).await;
+    assert!(
+        !audit.body.to_string().contains(&secret) && !audit.body.to_string().contains(new_secret),
+        "secrets never reach the audit log"
+    );
 }
