@@ -37,6 +37,8 @@ pub(crate) struct WebhooksConfig {
     pub(crate) per_endpoint_concurrency: usize,
     /// Percent of jitter added to retry delays (never earlier than the schedule).
     pub(crate) max_jitter_pct: u32,
+    /// How long a claimed job stays with a worker; after a crash it is retried when this runs out.
+    pub(crate) lease_secs: u64,
     /// DEVELOPMENT AND TESTS ONLY: allow loopback and private targets (off in production).
     pub(crate) allow_private_targets: bool,
     /// DEVELOPMENT AND TESTS ONLY: a PEM file of extra CA certificates to trust (a test CA).
@@ -116,6 +118,7 @@ impl Default for Config {
                 concurrency: 128,
                 per_endpoint_concurrency: 8,
                 max_jitter_pct: 10,
+                lease_secs: 60,
                 allow_private_targets: false,
                 extra_root_ca: None,
             },
@@ -185,6 +188,9 @@ impl Config {
                 "webhooks.concurrency and per_endpoint_concurrency must be at least 1, max_jitter_pct at most 50"
             );
         }
+        if !(15..=3600).contains(&w.lease_secs) {
+            bail!("webhooks.lease_secs must be between 15 (above the 10 s request limit) and 3600");
+        }
         if let Some(ca) = &w.extra_root_ca
             && !ca.is_file()
         {
@@ -236,6 +242,7 @@ impl Config {
             concurrency: w.concurrency,
             per_endpoint: w.per_endpoint_concurrency,
             max_jitter_pct: w.max_jitter_pct,
+            lease: Duration::from_secs(w.lease_secs),
             client: webhooks::client::ClientConfig {
                 allow_private_targets: w.allow_private_targets,
                 extra_root_certs_pem,
