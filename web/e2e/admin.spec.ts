@@ -167,6 +167,54 @@ test('API keys: created, shown once with copy, usable, then revoked', async () =
   expect(after.status()).toBe(401);
 });
 
+test('webhooks: endpoint with its secret shown once, a test event, the delivery log, rotation', async () => {
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Webhooks' }).click();
+  await expect(page.getByRole('heading', { level: 1, name: 'Webhooks' })).toBeVisible();
+  await expect(page.getByText('No webhook endpoints yet')).toBeVisible();
+  await page.getByRole('button', { name: 'Add endpoint' }).first().click();
+  const dialog = page.getByRole('dialog', { name: 'Add endpoint' });
+  await expect(dialog.getByLabel('URL')).toBeFocused();
+  await dialog.getByLabel('URL').fill('http://receiver.invalid/sivo');
+  await dialog.getByRole('button', { name: 'Add endpoint' }).click();
+  await expect(dialog.getByText(/HTTPS only: the URL must start/)).toBeVisible();
+  await dialog.getByLabel('URL').fill('https://receiver.invalid/sivo');
+  await dialog.getByLabel('Description').fill('CRM receiver');
+  await dialog.getByLabel('Only the events I choose').check();
+  await dialog.getByRole('button', { name: 'Add endpoint' }).click();
+  await expect(dialog.getByText('Choose at least one event, or receive all events.')).toBeVisible();
+  await dialog.getByLabel('call.created').check();
+  await dialog.getByLabel('call.ended').check();
+  await dialog.getByRole('button', { name: 'Add endpoint' }).click();
+  await expect(dialog).toBeHidden();
+  const secret = (await page.getByTestId('webhook-secret').innerText()).trim();
+  expect(secret).toMatch(/^whsec_/);
+  const row = page.getByRole('row').filter({ hasText: 'receiver.invalid' });
+  await expect(row).toContainText('2 selected');
+  await expect(row).toContainText('Enabled');
+  await shot(page, 'webhooks');
+
+  await row.getByRole('link', { name: /Open/ }).click();
+  await expect(page.getByRole('heading', { level: 1, name: 'CRM receiver' })).toBeVisible();
+  await page.getByLabel('Event type').selectOption('call.ended');
+  await page.getByRole('button', { name: 'Send test' }).click();
+  // The receiver does not exist: the real delivery path reports the failure (or that it goes on).
+  await expect(page.getByTestId('test-result')).toContainText(/Failed|Still trying/, { timeout: 30_000 });
+  await expect(page.getByRole('table', { name: 'Recent deliveries' })).toContainText('call.ended');
+  await expect(page.getByText('Nothing in the dead-letter queue')).toBeVisible();
+  await shot(page, 'webhook-endpoint');
+
+  await page.getByRole('button', { name: 'Rotate secret' }).click();
+  await page.getByRole('dialog', { name: 'Rotate the signing secret?' }).getByRole('button', { name: 'Rotate secret' }).click();
+  const rotated = (await page.getByTestId('webhook-secret').innerText()).trim();
+  expect(rotated).toMatch(/^whsec_/);
+  expect(rotated).not.toBe(secret);
+
+  await page.getByRole('button', { name: 'Delete', exact: true }).click();
+  await page.getByRole('dialog', { name: 'Delete this endpoint?' }).getByRole('button', { name: 'Delete endpoint' }).click();
+  await expect(page).toHaveURL(/\/settings\/developer\/webhooks$/);
+  await expect(page.getByText('No webhook endpoints yet')).toBeVisible();
+});
+
 test('pages without a backend say so plainly', async () => {
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: /^SIP trunks/ }).click();
   await expect(page.getByText('Coming soon: SIP trunks are not available in this build.')).toBeVisible();

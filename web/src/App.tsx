@@ -12,6 +12,8 @@ import { UsersPage } from './pages/Users';
 import { ApiKeysPage } from './pages/ApiKeys';
 import { AuditPage } from './pages/Audit';
 import { TenantsPage } from './pages/Tenants';
+import { WebhooksPage } from './pages/Webhooks';
+import { WebhookEndpointPage } from './pages/WebhookEndpoint';
 import { ProfilePage } from './pages/Profile';
 import { ForbiddenPage, NotFoundPage } from './pages/NotFound';
 
@@ -48,7 +50,6 @@ export function App() {
                   '/settings/transcription-policies',
                   '/settings/transcription-providers',
                   '/settings/salesforce',
-                  '/settings/developer/webhooks',
                   '/cdrs',
                 ] as const
               ).map((path) => (
@@ -56,6 +57,8 @@ export function App() {
               ))}
               <Route path="settings/users" element={<Allowed path="/settings/users"><UsersPage /></Allowed>} />
               <Route path="settings/developer/api-keys" element={<Allowed path="/settings/developer/api-keys"><ApiKeysPage /></Allowed>} />
+              <Route path="settings/developer/webhooks" element={<Allowed path="/settings/developer/webhooks"><WebhooksPage /></Allowed>} />
+              <Route path="settings/developer/webhooks/:id" element={<Allowed path="/settings/developer/webhooks"><WebhookEndpointPage /></Allowed>} />
               <Route path="audit" element={<Allowed path="/audit"><AuditPage /></Allowed>} />
               <Route path="platform/tenants" element={<Allowed path="/platform/tenants"><TenantsPage /></Allowed>} />
               <Route path="profile" element={<ProfilePage />} />

@@ -27,6 +27,8 @@ describe('role-based navigation', () => {
     expect(canAccess('agent', '/settings/developer/api-keys')).toBe(false);
     expect(canAccess('agent', '/audit')).toBe(false);
     expect(canAccess('agent', '/profile')).toBe(true);
+    expect(canAccess('agent', '/settings/developer/webhooks/0190f3c2')).toBe(false);
+    expect(canAccess('admin', '/settings/developer/webhooks/0190f3c2')).toBe(true);
   });
 
   it('supervisors add CDRs but no settings', () => {

@@ -42,7 +42,7 @@ export const NAV: readonly NavSection[] = [
   {
     label: 'Developer',
     items: [
-      { label: 'Webhooks', path: '/settings/developer/webhooks', roles: ADMIN, comingSoon: true },
+      { label: 'Webhooks', path: '/settings/developer/webhooks', roles: ADMIN },
       { label: 'API keys', path: '/settings/developer/api-keys', roles: ADMIN },
     ],
   },
@@ -73,8 +73,14 @@ export function findNavItem(path: string): NavItem | undefined {
 
 /** May this role open this path? Paths outside the menu (profile) are open to everyone signed in. */
 export function canAccess(role: Role, path: string): boolean {
-  const item = findNavItem(path);
-  return item ? item.roles.includes(role) : true;
+  // The longest menu path that is `path` or a parent of it decides (…/webhooks/<id> is webhooks).
+  let best: NavItem | undefined;
+  for (const s of NAV) {
+    for (const i of s.items) {
+      if ((path === i.path || path.startsWith(`${i.path}/`)) && (!best || i.path.length > best.path.length)) best = i;
+    }
+  }
+  return best ? best.roles.includes(role) : true;
 }
 
 /** Where a role lands after login. */

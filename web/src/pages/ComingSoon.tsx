@@ -10,7 +10,6 @@ const ABOUT: Record<string, { what: string; subject: string }> = {
   '/settings/transcription-policies': { subject: 'Transcription policies are', what: 'When calls are transcribed: globally, per DID, per queue or per agent.' },
   '/settings/transcription-providers': { subject: 'Transcription providers are', what: 'Speech-to-text providers and their API keys, with a test button.' },
   '/settings/salesforce': { subject: 'The Salesforce integration is', what: 'Service Cloud Voice connection, user mappings and transcript pushes.' },
-  '/settings/developer/webhooks': { subject: 'Webhooks are', what: 'Endpoints, event subscriptions, signing secrets, deliveries and retries.' },
   '/cdrs': { subject: 'Call detail records are', what: 'Every call with its legs and the “Technical” timeline.' },
 };
 
