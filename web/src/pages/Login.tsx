@@ -73,7 +73,13 @@ export function LoginPage() {
         setErrors({});
       } else if (err instanceof ApiError && (err.code === 'invalid_credentials' || err.status === 401)) {
         setFormError(INVALID_CREDENTIALS);
-        if (step === 'code') setCode('');
+        if (step === 'code') {
+          setCode('');
+          formRef.current?.querySelector<HTMLInputElement>('input')?.focus();
+        } else {
+          setPassword('');
+          formRef.current?.querySelector<HTMLInputElement>('input[name=password]')?.focus();
+        }
       } else if (err instanceof ApiError && err.hasFieldErrors) {
         setErrors(err.fieldErrors);
       } else {
