@@ -7,6 +7,11 @@
 #                            scoped point query through pgbench as sivo_app (RLS) and as the
 #                            superuser (RLS bypassed), as a ratio; prepared statements, as sqlx runs them.
 #
+#   scripts/bench.sh webhooks
+#                            deliveries per second with one worker (outbox → HTTPS receiver) and
+#                            commit → receiver latency at half that rate, against the receiver
+#                            loaded directly by the same client (the reference).
+#
 # Every load is bounded in time (BENCH_SECONDS, default 20) and only touches 127.0.0.1.
 # The server (and its PostgreSQL) are pinned to CPU 1, the load generators to CPU 0.
 set -euo pipefail
@@ -98,5 +103,9 @@ print(f"/me ÷ /healthz   {result['me_vs_healthz_ratio']}")
 print(f"RLS point query  {tps_rls:.0f} tps with policy, {tps_bypass:.0f} tps bypassed: ratio {result['rls_throughput_ratio']}")
 PY
   ;;
-*) echo "usage: scripts/bench.sh api" >&2; exit 2 ;;
+webhooks)
+  # Outbox → worker → HTTPS receiver, against the same receiver loaded directly (reference).
+  cargo bench --locked -p webhooks --bench delivery | tee "$out/webhooks.txt"
+  ;;
+*) echo "usage: scripts/bench.sh api|webhooks" >&2; exit 2 ;;
 esac

@@ -82,6 +82,8 @@ pub struct Received {
     pub body: Vec<u8>,
     /// Order of arrival across all receivers sharing a [`Sequence`].
     pub seq: u64,
+    /// When it arrived (for latency benchmarks; tests order events with `seq`).
+    pub at: std::time::Instant,
 }
 
 /// A shared counter to order events across receivers without reading clocks.
@@ -195,7 +197,12 @@ async fn serve_connection<S>(
         }
         let body = buf[head_end..head_end + length].to_vec();
         buf.drain(..head_end + length);
-        received.lock().unwrap().push(Received { headers, body, seq: seq.next() });
+        received.lock().unwrap().push(Received {
+            headers,
+            body,
+            seq: seq.next(),
+            at: std::time::Instant::now(),
+        });
 
         let behaviour = behaviour.lock().unwrap().clone();
         let ok = match behaviour {
