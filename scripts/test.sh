@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command: install what is missing, then run every check CI runs: formatting, lints, and the
-# whole test suite (unit, real PostgreSQL, the real binary end to end).
+# whole test suite (unit, real PostgreSQL, the real binary end to end, the web app in a real browser).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SIVO_SETUP_TEST_TOOLS=1
@@ -16,3 +16,5 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== web app (types, lint, unit tests, build, Playwright against a real sivo)"
+scripts/test-web.sh
