@@ -5,6 +5,8 @@ export const ADMIN = { email: 'admin@acme.example', role: 'admin', name: 'Ada Ad
 export const AGENT = { email: 'agent@acme.example', role: 'agent', name: 'Alex Agent' } as const;
 /** Only used by the lockout test, so locking it out disturbs nothing else. */
 export const LOCKED = { email: 'locked@acme.example', role: 'agent', name: 'Lee Locked' } as const;
+/** Turns MFA on and off and changes its password in profile.spec.ts. */
+export const SUPERVISOR = { email: 'sam@acme.example', role: 'supervisor', name: 'Sam Supervisor' } as const;
 export const ROOT = { email: 'root@example.com', role: 'superadmin', name: 'Root' } as const;
 
-export const ACCOUNTS = [ADMIN, AGENT, LOCKED, ROOT];
+export const ACCOUNTS = [ADMIN, AGENT, LOCKED, SUPERVISOR, ROOT];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ApiError, NetworkError, describeError, parseProblem } from './problem';
+import { ApiError, NetworkError, describeError, parseProblem, toSentence } from './problem';
 
 describe('parseProblem', () => {
   it('reads a full problem document with field errors', () => {
@@ -22,8 +22,8 @@ describe('parseProblem', () => {
     expect(err.status).toBe(422);
     expect(err.requestId).toBe('req-1');
     expect(err.fieldErrors).toEqual({
-      email: 'email must contain a dot; is taken',
-      password: 'password must be at least 12 characters',
+      email: 'Email must contain a dot. This is taken.',
+      password: 'Password must be at least 12 characters.',
     });
     expect(err.hasFieldErrors).toBe(true);
   });
@@ -45,7 +45,17 @@ describe('parseProblem', () => {
 
   it('ignores malformed entries in errors', () => {
     const err = parseProblem(422, JSON.stringify({ code: 'validation_failed', errors: [null, 3, { field: 'x' }, { field: 'name', message: 'too long' }] }));
-    expect(err.fieldErrors).toEqual({ name: 'too long' });
+    expect(err.fieldErrors).toEqual({ name: 'Too long.' });
+  });
+});
+
+describe('toSentence', () => {
+  it('makes field message fragments read as sentences', () => {
+    expect(toSentence('this email is already in use')).toBe('This email is already in use.');
+    expect(toSentence('is not your current password')).toBe('This is not your current password.');
+    expect(toSentence('must be between 1 and 200')).toBe('Must be between 1 and 200.');
+    expect(toSentence('Already fine!')).toBe('Already fine!');
+    expect(toSentence('  ')).toBe('');
   });
 });
 

@@ -73,6 +73,18 @@ function str(v: unknown): string | undefined {
 }
 
 /**
+ * Server field messages are fragments ("this email is already in use", "is not your current
+ * password"); shown next to a field they read better as sentences.
+ */
+export function toSentence(message: string): string {
+  let m = message.trim();
+  if (!m) return m;
+  if (/^(is|are|was|does) /.test(m)) m = `This ${m}`;
+  m = m.charAt(0).toUpperCase() + m.slice(1);
+  return /[.!?]$/.test(m) ? m : `${m}.`;
+}
+
+/**
  * Builds an ApiError from a response's status and body text. Tolerates bodies that are not
  * problem JSON (a proxy's HTML page, an empty body) so the UI always has something to say.
  */
@@ -102,7 +114,8 @@ export function parseProblem(status: number, bodyText: string, requestIdHeader?:
       const field = str(item.field);
       const message = str(item.message);
       if (!field || !message) continue;
-      fieldErrors[field] = fieldErrors[field] ? `${fieldErrors[field]}; ${message}` : message;
+      const text = toSentence(message);
+      fieldErrors[field] = fieldErrors[field] ? `${fieldErrors[field]} ${text}` : text;
     }
   }
   const title = str(body.title) ?? fallbackTitle;

@@ -24,8 +24,8 @@ describe('webhook endpoint form', () => {
   });
 
   it('maps indexed server errors to the picker', () => {
-    expect(mapEndpointErrors({ 'event_types[0]': 'unknown a', 'event_types[3]': 'unknown b', url: 'private' })).toEqual({
-      event_types: 'unknown a; unknown b',
+    expect(mapEndpointErrors({ 'event_types[0]': 'Unknown a.', 'event_types[3]': 'Unknown b.', url: 'private' })).toEqual({
+      event_types: 'Unknown a. Unknown b.',
       url: 'private',
     });
   });

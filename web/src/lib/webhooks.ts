@@ -44,7 +44,7 @@ export function mapEndpointErrors(errors: FieldErrors): FieldErrors {
   const out: FieldErrors = {};
   for (const [field, message] of Object.entries(errors)) {
     const key = field.startsWith('event_types') ? 'event_types' : field;
-    out[key] = out[key] ? `${out[key]}; ${message}` : message;
+    out[key] = out[key] ? `${out[key]} ${message}` : message;
   }
   return out;
 }

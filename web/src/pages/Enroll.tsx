@@ -59,7 +59,7 @@ export function EnrollPage({ mode }: { mode: 'required' | 'optional' }) {
       setResult({ codes: out.recovery_codes, sessionEnded: out.session_ended });
     } catch (error) {
       if (error instanceof ApiError && error.fieldErrors.code) {
-        setCodeError(error.fieldErrors.code.charAt(0).toUpperCase() + error.fieldErrors.code.slice(1) + '.');
+        setCodeError(error.fieldErrors.code);
         setCode('');
         codeRef.current?.focus();
       } else {

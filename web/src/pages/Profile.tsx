@@ -150,7 +150,7 @@ function DisableMfaDialog({ onClose, onDone }: { onClose: () => void; onDone: ()
       await refresh();
       onDone();
     } catch (err) {
-      if (err instanceof ApiError && err.fieldErrors.code) setError(`The code ${err.fieldErrors.code}.`.replace('The code the code', 'The code'));
+      if (err instanceof ApiError && err.fieldErrors.code) setError(err.fieldErrors.code);
       else setFormError(err);
       setCode('');
     } finally {
