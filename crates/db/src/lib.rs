@@ -126,6 +126,27 @@ impl Db {
         Ok(())
     }
 
+    /// After the database restarted, every idle pooled connection is dead and would fail one
+    /// query each. Pings the idle ones and closes those that do not answer, so callers recover
+    /// in one step instead of one failure per connection.
+    pub async fn discard_broken_connections(&self) -> usize {
+        let mut held = Vec::new();
+        for _ in 0..self.pool.num_idle() {
+            match self.pool.try_acquire() {
+                Some(conn) => held.push(conn),
+                None => break,
+            }
+        }
+        let mut discarded = 0;
+        for mut conn in held {
+            if conn.ping().await.is_err() {
+                conn.close_on_drop();
+                discarded += 1;
+            }
+        }
+        discarded
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

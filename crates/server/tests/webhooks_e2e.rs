@@ -238,6 +238,45 @@ async fn endpoint_tester_and_delivery_survive_repeated_kill_9() {
     assert_eq!(not_done, 0);
     conn.close().await.unwrap();
 
+    // PostgreSQL itself restarts under a running sivo: the worker reconnects with backoff.
+    let pg_path = pg_dir.path().join("pg");
+    pg.stop().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pg = db::embedded::EmbeddedPostgres::start(&db::embedded::EmbeddedConfig {
+        data_dir: pg_path,
+        unsafe_fast: true,
+    })
+    .await
+    .unwrap();
+    let app = db::Db::connect(env.app_url.parse().unwrap(), 2).await.unwrap();
+    let mut after_restart = Vec::new();
+    let mut tx = app.tenant_tx(tenant).await.unwrap();
+    for _ in 0..20 {
+        let event = Event::new(
+            EventId(Uuid::now_v7()),
+            tenant,
+            Utc::now(),
+            EventPayload::AgentPaused(AgentPaused {
+                agent_id: UserId(Uuid::new_v4()),
+                reason: "after restart".into(),
+            }),
+        );
+        db::outbox::enqueue(&mut tx, &event).await.unwrap();
+        after_restart.push(event.id.to_string());
+    }
+    tx.commit().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: HashSet<String> =
+            receiver.received().iter().map(|r| r.headers["x-sivo-event-id"].clone()).collect();
+        if after_restart.iter().all(|id| got.contains(id)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "events after a PostgreSQL restart were not delivered");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(server.try_wait().unwrap().is_none(), "sivo survived the database restart");
+
     server.kill().unwrap();
     server.wait().unwrap();
     pg.stop().await.unwrap();

@@ -113,11 +113,12 @@ impl Worker {
                 Err(e) => {
                     tracing::warn!(error = %e, "webhook worker cannot reach the database; retrying");
                     listener = None;
+                    self.db.discard_broken_connections().await;
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
                         _ = stop.changed() => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
                     continue;
                 }
             };
