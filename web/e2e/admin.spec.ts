@@ -2,7 +2,7 @@
 // manage API keys; then the session ends under them.
 import { expect, test, type BrowserContext, type Page } from '@playwright/test';
 import { ADMIN, PASSWORD } from './accounts';
-import { SESSION_ENDED, enrolTotp, expectOnLogin, loginWithTotp, shot, submitPassword } from './helpers';
+import { SESSION_ENDED, enrolTotp, expectAccessible, expectOnLogin, loginWithTotp, shot, submitPassword } from './helpers';
 
 test.describe.configure({ mode: 'serial' });
 
@@ -23,6 +23,7 @@ test('first login enrols TOTP, shows recovery codes, then signs in with a code',
   await page.goto('/');
   await expectOnLogin(page);
   await shot(page, 'login');
+  await expectAccessible(page);
 
   // Client-side validation first: empty fields are named next to the fields.
   await page.getByRole('button', { name: 'Sign in' }).click();
@@ -106,6 +107,7 @@ test('creates a user through the UI, with client and server validation', async (
   await page.getByLabel('Role').selectOption('');
   await expect(page.getByRole('row').filter({ hasText: newUser.email })).toBeVisible();
   await shot(page, 'users');
+  await expectAccessible(page);
 
   // Edit: the dialog opens with keyboard focus on its first field.
   await page.getByRole('button', { name: `Edit ${newUser.email}` }).click();
@@ -136,6 +138,7 @@ test('the audit log shows the creation with a before/after view', async () => {
   await page.getByRole('row').filter({ hasText: 'user.updated' }).first().getByRole('button', { name: 'Details' }).click();
   await expect(page.getByRole('table', { name: 'Changes' })).toContainText('supervisor');
   await shot(page, 'audit');
+  await expectAccessible(page);
 });
 
 test('API keys: created, shown once with copy, usable, then revoked', async () => {
@@ -152,6 +155,7 @@ test('API keys: created, shown once with copy, usable, then revoked', async () =
   expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(key);
   await expect(page.getByRole('row').filter({ hasText: 'CRM sync' })).toContainText('Active');
   await shot(page, 'api-keys');
+  await expectAccessible(page);
 
   const me = await page.request.get('/api/v1/me', { headers: { Authorization: `Bearer ${key}` } });
   expect(((await me.json()) as { kind: string }).kind).toBe('api_key');
@@ -192,6 +196,7 @@ test('webhooks: endpoint with its secret shown once, a test event, the delivery 
   await expect(row).toContainText('2 selected');
   await expect(row).toContainText('Enabled');
   await shot(page, 'webhooks');
+  await expectAccessible(page);
 
   await row.getByRole('link', { name: /Open/ }).click();
   await expect(page.getByRole('heading', { level: 1, name: 'CRM receiver' })).toBeVisible();
@@ -202,6 +207,7 @@ test('webhooks: endpoint with its secret shown once, a test event, the delivery 
   await expect(page.getByRole('table', { name: 'Recent deliveries' })).toContainText('call.ended');
   await expect(page.getByText('Nothing in the dead-letter queue')).toBeVisible();
   await shot(page, 'webhook-endpoint');
+  await expectAccessible(page);
 
   await page.getByRole('button', { name: 'Rotate secret' }).click();
   await page.getByRole('dialog', { name: 'Rotate the signing secret?' }).getByRole('button', { name: 'Rotate secret' }).click();
@@ -220,6 +226,7 @@ test('pages without a backend say so plainly', async () => {
   await expect(page.getByText('Coming soon: SIP trunks are not available in this build.')).toBeVisible();
   await expect(page.getByRole('table')).toHaveCount(0);
   await shot(page, 'coming-soon');
+  await expectAccessible(page);
 });
 
 test('works on a narrow screen', async () => {
@@ -231,6 +238,7 @@ test('works on a narrow screen', async () => {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   expect(overflow).toBeLessThanOrEqual(0);
   await shot(page, 'users-narrow');
+  await expectAccessible(page);
   // Keyboard: the open menu takes focus; Escape closes it and gives focus back to the button.
   await page.getByRole('button', { name: 'Open menu' }).click();
   await expect(nav).toBeVisible();

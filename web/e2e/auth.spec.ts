@@ -1,7 +1,7 @@
 // Lockout, role-based navigation, logout and protected routes.
 import { expect, test } from '@playwright/test';
 import { AGENT, LOCKED, PASSWORD } from './accounts';
-import { INVALID_CREDENTIALS, expectOnLogin, shot, submitPassword } from './helpers';
+import { INVALID_CREDENTIALS, expectAccessible, expectOnLogin, shot, submitPassword } from './helpers';
 
 test('five failed logins lock the account without saying so', async ({ page }) => {
   await page.goto('/login');
@@ -11,6 +11,7 @@ test('five failed logins lock the account without saying so', async ({ page }) =
     await expect(page.getByRole('button', { name: 'Sign in' })).toBeEnabled();
   }
   await shot(page, 'login-invalid');
+  await expectAccessible(page);
   // Locked now: even the right password gets the same answer.
   await submitPassword(page, LOCKED.email, PASSWORD);
   await expect(page.getByRole('alert')).toHaveText(INVALID_CREDENTIALS);
@@ -34,6 +35,7 @@ test('an agent sees no admin settings; logout returns to login and protects page
   }
   await expect(page.getByText('Coming soon: The agents dashboard is not available in this build.')).toBeVisible();
   await shot(page, 'agent-dashboard');
+  await expectAccessible(page);
 
   await page.goto('/settings/users');
   await expect(page.getByRole('heading', { level: 1, name: 'No access' })).toBeVisible();
@@ -48,6 +50,7 @@ test('an agent sees no admin settings; logout returns to login and protects page
   await page.getByRole('button', { name: 'Change password' }).click();
   await expect(page.getByText('The passwords do not match.')).toBeVisible();
   await shot(page, 'profile');
+  await expectAccessible(page);
 
   await page.getByRole('button', { name: 'Log out' }).click();
   await expectOnLogin(page);

@@ -1,3 +1,4 @@
+import AxeBuilder from '@axe-core/playwright';
 import { expect, type Page } from '@playwright/test';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,6 +38,7 @@ export async function enrolTotp(page: Page, screenshotPrefix?: string): Promise<
   const secret = (await secretEl.innerText()).replace(/\s/g, '');
   expect(secret).toMatch(/^[A-Z2-7]{16,}$/);
   if (screenshotPrefix) await shot(page, `${screenshotPrefix}-mfa-enrol`);
+  await expectAccessible(page);
 
   // A wrong code first: the server's field error appears next to the field.
   const codeInput = page.getByLabel('Code from the app');
@@ -55,6 +57,7 @@ export async function enrolTotp(page: Page, screenshotPrefix?: string): Promise<
   expect(codes).toHaveLength(10);
   for (const c of codes) expect(c).toMatch(/^[a-z0-9]{5}-[a-z0-9]{5}$/);
   if (screenshotPrefix) await shot(page, `${screenshotPrefix}-recovery-codes`);
+  await expectAccessible(page);
   return { secret, confirmedStep: confirmStep, recoveryCodes: codes };
 }
 
@@ -74,4 +77,13 @@ export async function loginWithTotp(page: Page, email: string, password: string,
 export async function expectOnLogin(page: Page) {
   await expect(page).toHaveURL(/\/login$/);
   await expect(page.getByRole('heading', { name: 'Sign in' })).toBeVisible();
+}
+
+/** Fails on serious or critical WCAG 2.1 A/AA violations (axe-core) on the current page. */
+export async function expectAccessible(page: Page) {
+  await page.evaluate(() => document.fonts.ready);
+  const results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']).analyze();
+  const serious = results.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  const report = serious.map((v) => `${v.id} (${v.impact}): ${v.help}\n  ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join('\n  ')}`).join('\n');
+  expect(serious, report).toEqual([]);
 }

@@ -1,7 +1,7 @@
 // A platform operator enrols MFA and manages tenants.
 import { expect, test } from '@playwright/test';
 import { PASSWORD, ROOT, TENANT } from './accounts';
-import { enrolTotp, expectOnLogin, loginWithTotp, shot, submitPassword } from './helpers';
+import { enrolTotp, expectAccessible, expectOnLogin, loginWithTotp, shot, submitPassword } from './helpers';
 
 test('superadmin enrols, sees only platform pages, and creates a tenant', async ({ page }) => {
   await page.goto('/login');
@@ -34,4 +34,5 @@ test('superadmin enrols, sees only platform pages, and creates a tenant', async 
   await expect(dialog).toBeHidden();
   await expect(page.getByRole('row').filter({ hasText: 'globex' })).toContainText('Pro');
   await shot(page, 'tenants');
+  await expectAccessible(page);
 });
