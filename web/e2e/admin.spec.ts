@@ -239,6 +239,15 @@ test('works on a narrow screen', async () => {
   expect(overflow).toBeLessThanOrEqual(0);
   await shot(page, 'users-narrow');
   await expectAccessible(page);
+  await page.getByRole('button', { name: 'Add user' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Add user' });
+  await expect(dialog.getByLabel('Email')).toBeFocused();
+  await dialog.getByRole('button', { name: 'Add user' }).click();
+  await expect(dialog.getByText('Enter an email address.')).toBeVisible();
+  await shot(page, 'dialog-narrow', { fullPage: false });
+  await page.keyboard.press('Escape');
+  await expect(dialog).toBeHidden();
+  await expect(page.getByRole('button', { name: 'Add user' })).toBeFocused();
   // Keyboard: the open menu takes focus; Escape closes it and gives focus back to the button.
   await page.getByRole('button', { name: 'Open menu' }).click();
   await expect(nav).toBeVisible();
