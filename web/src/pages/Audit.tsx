@@ -1,4 +1,4 @@
-import { Fragment, useState, type FormEvent } from 'react';
+import { Fragment, useEffect, useState, type FormEvent } from 'react';
 import { useSearchParams } from 'react-router';
 import { api, type AuditEntry } from '../api/client';
 import { useMe } from '../auth/session';
@@ -56,6 +56,12 @@ export function AuditPage() {
   }));
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [open, setOpen] = useState<string | null>(null);
+
+  // Back/forward between filter sets: the form follows the address.
+  useEffect(() => {
+    const f = JSON.parse(key) as AuditFilters;
+    setDraft({ ...f, from: rfc3339ToLocalInput(f.from), to: rfc3339ToLocalInput(f.to) });
+  }, [key]);
 
   const apply = (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
