@@ -58,14 +58,25 @@ pub async fn enqueue_for(conn: &mut PgConnection, event: &Event, only_endpoint: 
     .await
 }
 
-/// Marks the event as handed to the delivery channels.
-pub async fn mark_dispatched(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Result<()> {
-    sqlx::query("update outbox set dispatched_at = $2 where id = $1")
-        .bind(id)
-        .bind(now)
-        .execute(conn)
-        .await?;
-    Ok(())
+/// Marks the event as handed to the delivery channels and removes its fan-out job (if still
+/// held with `lock_token`), in one statement. False when the lease was lost.
+pub async fn finish_fan_out(
+    conn: &mut PgConnection,
+    id: Uuid,
+    lock_token: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let dequeued: i64 = sqlx::query_scalar(
+        "with marked as (update outbox set dispatched_at = $2 where id = $1),
+              dequeued as (delete from work_queue where job_id = $1 and lock_token = $3 returning 1)
+         select count(*) from dequeued",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(lock_token)
+    .fetch_one(conn)
+    .await?;
+    Ok(dequeued == 1)
 }
 
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<OutboxRow> {

@@ -198,9 +198,8 @@ impl std::fmt::Debug for DeliveryRow {
     }
 }
 
-/// Creates the delivery of an event to an endpoint, unless it exists (fan-out may run twice
-/// after a crash). Returns the delivery id when it was created.
-pub async fn create_delivery(
+/// Creates the delivery and queues it in one statement; None when it already existed.
+pub async fn create_and_queue_delivery(
     conn: &mut PgConnection,
     tenant: TenantId,
     endpoint_id: Uuid,
@@ -210,9 +209,12 @@ pub async fn create_delivery(
     now: DateTime<Utc>,
 ) -> Result<Option<Uuid>> {
     Ok(sqlx::query_scalar(
-        "insert into webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_type, body, status, next_attempt_at, created_at, updated_at)
-         values ($1, $2, $3, $4, $5, $6, 'pending', $7, $7, $7)
-         on conflict (endpoint_id, event_id) do nothing returning id",
+        "with d as (
+            insert into webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_type, body, status, next_attempt_at, created_at, updated_at)
+            values ($1, $2, $3, $4, $5, $6, 'pending', $7, $7, $7)
+            on conflict (endpoint_id, event_id) do nothing returning id)
+         insert into work_queue (job_id, tenant_id, kind, group_key, due_at)
+         select id, $2, 'webhook_delivery', $3, $7 from d returning job_id",
     )
     .bind(Uuid::now_v7())
     .bind(tenant.as_uuid())
@@ -223,6 +225,57 @@ pub async fn create_delivery(
     .bind(now)
     .fetch_optional(conn)
     .await?)
+}
+
+/// A pending delivery with what sending it needs from its endpoint, in one query.
+pub async fn get_delivery_for_send(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<(DeliveryRow, EndpointRow)>> {
+    let delivery: Option<DeliveryRow> = sqlx::query_as("select * from webhook_deliveries where id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(delivery) = delivery else { return Ok(None) };
+    let endpoint = get_endpoint(conn, delivery.endpoint_id).await?;
+    Ok(Some((delivery, endpoint)))
+}
+
+/// The success path in one statement: log the attempt, mark the delivery, and take the job off
+/// the queue if we still hold it. Returns false when our lease had run out (caller rolls back).
+pub async fn finish_success(
+    conn: &mut PgConnection,
+    a: &AttemptRecord<'_>,
+    lock_token: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let dequeued: i64 = sqlx::query_scalar(
+        "with attempt as (
+            insert into webhook_attempts (id, tenant_id, endpoint_id, delivery_id, event_id, event_type, attempt, started_at,
+                                          latency_ms, http_status, error, response_excerpt, succeeded)
+            values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, null, $11, true)),
+         done as (
+            update webhook_deliveries set status = 'succeeded', attempts = $7, last_status = $10, last_error = null,
+                   next_attempt_at = null, succeeded_at = $13, updated_at = $13 where id = $4),
+         dequeued as (delete from work_queue where job_id = $4 and lock_token = $12 returning 1)
+         select count(*) from dequeued",
+    )
+    .bind(Uuid::now_v7())
+    .bind(a.delivery.tenant_id)
+    .bind(a.delivery.endpoint_id)
+    .bind(a.delivery.id)
+    .bind(a.delivery.event_id)
+    .bind(&a.delivery.event_type)
+    .bind(a.attempt)
+    .bind(a.started_at)
+    .bind(a.latency_ms)
+    .bind(a.http_status)
+    .bind(a.response_excerpt)
+    .bind(lock_token)
+    .bind(now)
+    .fetch_one(conn)
+    .await?;
+    Ok(dequeued == 1)
 }
 
 pub async fn get_delivery(conn: &mut PgConnection, id: Uuid) -> Result<DeliveryRow> {
@@ -260,26 +313,6 @@ pub async fn record_attempt(conn: &mut PgConnection, a: &AttemptRecord<'_>) -> R
     .bind(a.error)
     .bind(a.response_excerpt)
     .bind(a.succeeded)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-pub async fn mark_succeeded(
-    conn: &mut PgConnection,
-    id: Uuid,
-    attempts: i32,
-    status: i32,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    sqlx::query(
-        "update webhook_deliveries set status = 'succeeded', attempts = $2, last_status = $3, last_error = null,
-                next_attempt_at = null, succeeded_at = $4, updated_at = $4 where id = $1",
-    )
-    .bind(id)
-    .bind(attempts)
-    .bind(status)
-    .bind(now)
     .execute(conn)
     .await?;
     Ok(())

@@ -217,6 +217,51 @@ async fn seed(t: &TestDb, slug: &str) -> Seeded {
     )
     .await
     .unwrap();
+    // Webhooks: an endpoint, a delivery (which queues a job) and an attempt.
+    let endpoint = Uuid::now_v7();
+    db::webhooks::create_endpoint(
+        &mut tx,
+        db::webhooks::NewEndpoint {
+            id: endpoint,
+            tenant_id: tenant,
+            url: "https://hooks.example.com/",
+            description: "",
+            enabled: true,
+            event_types: &[],
+            secret_enc: "v1:x",
+            now,
+        },
+    )
+    .await
+    .unwrap();
+    let delivery_id = db::webhooks::create_and_queue_delivery(
+        &mut tx,
+        tenant,
+        endpoint,
+        event.id.as_uuid(),
+        "agent.paused",
+        b"{}",
+        now,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let delivery = db::webhooks::get_delivery(&mut tx, delivery_id).await.unwrap();
+    db::webhooks::record_attempt(
+        &mut tx,
+        &db::webhooks::AttemptRecord {
+            delivery: &delivery,
+            attempt: 1,
+            started_at: now,
+            latency_ms: 1,
+            http_status: Some(200),
+            error: None,
+            response_excerpt: None,
+            succeeded: true,
+        },
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     Seeded { tenant, user }
 }

@@ -271,7 +271,7 @@ impl Worker {
         // serde_json writes object keys in sorted order: the same event always gives the same bytes.
         let body = serde_json::to_vec(&event.payload).expect("JSON values serialize");
         for endpoint in endpoints {
-            if let Some(delivery_id) = db::webhooks::create_delivery(
+            db::webhooks::create_and_queue_delivery(
                 &mut tx,
                 tenant,
                 endpoint.id,
@@ -280,22 +280,14 @@ impl Worker {
                 &body,
                 now,
             )
-            .await?
-            {
-                work_queue::push(
-                    &mut tx,
-                    delivery_id,
-                    tenant,
-                    work_queue::KIND_WEBHOOK_DELIVERY,
-                    Some(endpoint.id),
-                    now,
-                )
-                .await?;
-            }
+            .await?;
         }
-        db::outbox::mark_dispatched(&mut tx, event.id, now).await?;
-        work_queue::complete(&mut tx, job.job_id, job.lock_token).await?;
-        tx.commit().await?;
+        if db::outbox::finish_fan_out(&mut tx, event.id, job.lock_token, now).await? {
+            tx.commit().await?;
+        } else {
+            // Another worker took the job over after our lease ran out; it will fan out.
+            tx.rollback().await?;
+        }
         Ok(())
     }
 
@@ -304,16 +296,14 @@ impl Worker {
         let tenant = job.tenant();
         let started_at = self.clock.now();
         let mut tx = self.db.tenant_tx(tenant).await?;
-        let delivery = match db::webhooks::get_delivery(&mut tx, job.job_id).await {
-            Ok(d) if d.status == "pending" => d,
-            Ok(_) | Err(db::DbError::NotFound) => {
+        let (delivery, endpoint) = match db::webhooks::get_delivery_for_send(&mut tx, job.job_id).await? {
+            Some((d, e)) if d.status == "pending" => (d, e),
+            _ => {
                 work_queue::remove(&mut tx, job.job_id).await?;
                 tx.commit().await?;
                 return Ok(());
             }
-            Err(e) => return Err(e.into()),
         };
-        let endpoint = db::webhooks::get_endpoint(&mut tx, delivery.endpoint_id).await?;
         let attempt = delivery.attempts + 1;
         if !endpoint.enabled {
             let reason = match &endpoint.disabled_reason {
@@ -361,37 +351,63 @@ impl Worker {
         let now = self.clock.now();
         let mut tx = self.db.tenant_tx(tenant).await?;
         let status = outcome.status.map(i32::from);
-        db::webhooks::record_attempt(
-            &mut tx,
-            &db::webhooks::AttemptRecord {
-                delivery: &delivery,
-                attempt,
-                started_at,
-                latency_ms: outcome.latency.as_millis().min(i32::MAX as u128) as i32,
-                http_status: status,
-                error: outcome.error.as_deref(),
-                response_excerpt: outcome.excerpt.as_deref(),
-                succeeded: outcome.success,
-            },
-        )
-        .await?;
+        let record = db::webhooks::AttemptRecord {
+            delivery: &delivery,
+            attempt,
+            started_at,
+            latency_ms: outcome.latency.as_millis().min(i32::MAX as u128) as i32,
+            http_status: status,
+            error: outcome.error.as_deref(),
+            response_excerpt: outcome.excerpt.as_deref(),
+            succeeded: outcome.success,
+        };
         let still_ours = if outcome.success {
-            db::webhooks::mark_succeeded(&mut tx, delivery.id, attempt, status.unwrap_or(200), now).await?;
-            work_queue::complete(&mut tx, job.job_id, job.lock_token).await?
-        } else if outcome.status == Some(410) {
+            // The common case, in one statement.
+            db::webhooks::finish_success(&mut tx, &record, job.lock_token, now).await?
+        } else {
+            db::webhooks::record_attempt(&mut tx, &record).await?;
+            self.apply_failure(&mut tx, job, &delivery, &endpoint, &outcome, attempt, now).await?
+        };
+        if !still_ours {
+            // Our lease ran out mid-attempt and another worker owns the job now; keep the log
+            // of this attempt but leave the delivery's state to the new owner.
+            tx.rollback().await?;
+            let mut tx = self.db.tenant_tx(tenant).await?;
+            let lost = db::webhooks::AttemptRecord {
+                error: Some("lease expired during the attempt; result not applied"),
+                ..record
+            };
+            db::webhooks::record_attempt(&mut tx, &lost).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Schedules the retry, dead-letters, or disables the endpoint (410). Returns whether we
+    /// still held the job.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_failure(
+        &self,
+        tx: &mut db::Tx,
+        job: &ClaimedJob,
+        delivery: &db::webhooks::DeliveryRow,
+        endpoint: &db::webhooks::EndpointRow,
+        outcome: &crate::client::AttemptOutcome,
+        attempt: i32,
+        now: DateTime<Utc>,
+    ) -> Result<bool, JobError> {
+        let tenant = job.tenant();
+        let status = outcome.status.map(i32::from);
+        let tx = &mut **tx;
+        let still_ours = if outcome.status == Some(410) {
             let reason = format!("the receiver answered 410 Gone at {}", now.to_rfc3339());
-            db::webhooks::disable_endpoint(&mut tx, endpoint.id, &reason, now).await?;
-            db::audit::insert(&mut tx, &disabled_audit(tenant, endpoint.id, &reason, now)).await?;
-            db::webhooks::mark_dead(
-                &mut tx,
-                delivery.id,
-                attempt,
-                status,
-                "410 Gone: endpoint disabled",
-                now,
-            )
-            .await?;
-            work_queue::complete(&mut tx, job.job_id, job.lock_token).await?
+            db::webhooks::disable_endpoint(tx, endpoint.id, &reason, now).await?;
+            db::audit::insert(tx, &disabled_audit(tenant, endpoint.id, &reason, now)).await?;
+            db::webhooks::mark_dead(tx, delivery.id, attempt, status, "410 Gone: endpoint disabled", now)
+                .await?;
+            work_queue::complete(tx, job.job_id, job.lock_token).await?
         } else {
             let error = outcome.error.clone().unwrap_or_else(|| "failed".to_owned());
             let jitter: f64 = rand::random();
@@ -403,39 +419,16 @@ impl Worker {
                 jitter,
             ) {
                 Next::RetryAt(at) => {
-                    db::webhooks::mark_failed(&mut tx, delivery.id, attempt, status, &error, at, now).await?;
-                    work_queue::reschedule(&mut tx, job.job_id, job.lock_token, at).await?
+                    db::webhooks::mark_failed(tx, delivery.id, attempt, status, &error, at, now).await?;
+                    work_queue::reschedule(tx, job.job_id, job.lock_token, at).await?
                 }
                 Next::DeadLetter => {
-                    db::webhooks::mark_dead(&mut tx, delivery.id, attempt, status, &error, now).await?;
-                    work_queue::complete(&mut tx, job.job_id, job.lock_token).await?
+                    db::webhooks::mark_dead(tx, delivery.id, attempt, status, &error, now).await?;
+                    work_queue::complete(tx, job.job_id, job.lock_token).await?
                 }
             }
         };
-        if !still_ours {
-            // Our lease ran out mid-attempt and another worker owns the job now; keep the log
-            // of this attempt but leave the delivery's state to the new owner.
-            tx.rollback().await?;
-            let mut tx = self.db.tenant_tx(tenant).await?;
-            db::webhooks::record_attempt(
-                &mut tx,
-                &db::webhooks::AttemptRecord {
-                    delivery: &delivery,
-                    attempt,
-                    started_at,
-                    latency_ms: outcome.latency.as_millis().min(i32::MAX as u128) as i32,
-                    http_status: status,
-                    error: Some("lease expired during the attempt; result not applied"),
-                    response_excerpt: outcome.excerpt.as_deref(),
-                    succeeded: outcome.success,
-                },
-            )
-            .await?;
-            tx.commit().await?;
-            return Ok(());
-        }
-        tx.commit().await?;
-        Ok(())
+        Ok(still_ours)
     }
 }
 
