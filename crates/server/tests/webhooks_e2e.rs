@@ -56,9 +56,10 @@ async fn wait_ready(client: &reqwest::Client, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/readyz")).send().await
-            && r.status().is_success() {
-                return;
-            }
+            && r.status().is_success()
+        {
+            return;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("sivo serve did not become ready");
