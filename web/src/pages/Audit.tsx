@@ -216,7 +216,7 @@ export function AuditPage() {
                         <time dateTime={entry.at}>{formatDateTime(entry.at, { seconds: true })}</time>
                       </td>
                       <td data-label="Event">
-                        <code className={`code-chip event-${eventTone(entry.event)}`}>{entry.event}</code>
+                        <code className={`code-chip event-${eventTone(entry.event)}`}>{breakable(entry.event)}</code>
                       </td>
                       <td data-label="Actor">
                         <ActorCell entry={entry} fallback={userLabel(entry.actor_id)} />
@@ -292,6 +292,16 @@ function ActorCell({ entry, fallback }: { entry: AuditEntry; fallback?: string }
       {primary !== kind && <span className="cell-secondary">{kind}</span>}
     </div>
   );
+}
+
+/** Lets long dotted names wrap after `.` and `_` rather than mid-word. */
+function breakable(text: string) {
+  return text.split(/(?<=[._])/).map((part, i) => (
+    <Fragment key={i}>
+      {i > 0 && <wbr />}
+      {part}
+    </Fragment>
+  ));
 }
 
 function shortId(id: string): string {
