@@ -147,8 +147,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Serve { .. } => crate::serve::run(config).await,
         Command::Openapi => {
-            println!("{}", serde_json::to_string_pretty(&api::openapi())?);
-            Ok(())
+            use std::io::Write as _;
+            let text = serde_json::to_string_pretty(&api::openapi())?;
+            // `sivo openapi | head` closes the pipe early: that is not an error.
+            match writeln!(std::io::stdout().lock(), "{text}") {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            }
         }
         Command::Config { command: ConfigCommand::Check } => {
             print!("{}", config.to_redacted_toml()?);
