@@ -34,6 +34,9 @@ enum Command {
         /// Address for the HTTP API and web app [env: SIVO_HTTP_ADDR] [default: 127.0.0.1:8080]
         #[arg(long, value_name = "HOST:PORT")]
         http_addr: Option<SocketAddr>,
+        /// Address for SIP over UDP and TCP [env: SIVO_SIP_ADDR] [default: 0.0.0.0:5060]
+        #[arg(long, value_name = "HOST:PORT")]
+        sip_addr: Option<SocketAddr>,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -138,11 +141,11 @@ pub(crate) fn error(message: &str) {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let http_addr = match &args.command {
-        Command::Serve { http_addr } => *http_addr,
-        _ => None,
+    let (http_addr, sip_addr) = match &args.command {
+        Command::Serve { http_addr, sip_addr } => (*http_addr, *sip_addr),
+        _ => (None, None),
     };
-    let overrides = Overrides { data_dir: args.data_dir.clone(), http_addr };
+    let overrides = Overrides { data_dir: args.data_dir.clone(), http_addr, sip_addr };
     let config = Config::load(args.config.as_deref(), &overrides)?;
     match args.command {
         Command::Serve { .. } => crate::serve::run(config).await,

@@ -19,12 +19,31 @@ pub(crate) struct Config {
     pub(crate) data_dir: PathBuf,
     /// HTTP API and web app.
     pub(crate) http_addr: SocketAddr,
+    /// SIP over UDP and TCP (both bound here).
+    pub(crate) sip_addr: SocketAddr,
     pub(crate) database: DatabaseConfig,
     pub(crate) secrets: SecretsConfig,
     pub(crate) auth: AuthConfig,
     pub(crate) http: HttpConfig,
     pub(crate) webhooks: WebhooksConfig,
+    pub(crate) sip: SipSettings,
     pub(crate) log: LogConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SipSettings {
+    /// Run the SIP service in this process.
+    pub(crate) enabled: bool,
+    /// Tenants' SIP domains are `<slug>.<base_domain>`.
+    pub(crate) base_domain: String,
+    /// Names this process in registration bindings; default: the host name.
+    pub(crate) node_id: Option<String>,
+    pub(crate) max_message_bytes: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) max_connections_per_ip: usize,
+    /// Stream connections silent for this long are closed.
+    pub(crate) idle_timeout_secs: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -122,6 +141,16 @@ impl Default for Config {
                 allow_private_targets: false,
                 extra_root_ca: None,
             },
+            sip_addr: "0.0.0.0:5060".parse().expect("constant address"),
+            sip: SipSettings {
+                enabled: true,
+                base_domain: "sip.localhost".into(),
+                node_id: None,
+                max_message_bytes: 64 * 1024,
+                max_connections: 10_000,
+                max_connections_per_ip: 100,
+                idle_timeout_secs: 3600,
+            },
             log: LogConfig { format: "pretty".into(), filter: "info".into() },
         }
     }
@@ -132,6 +161,7 @@ impl Default for Config {
 pub(crate) struct Overrides {
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) http_addr: Option<SocketAddr>,
+    pub(crate) sip_addr: Option<SocketAddr>,
 }
 
 impl Config {
@@ -155,6 +185,9 @@ impl Config {
         }
         if let Some(addr) = overrides.http_addr {
             config.http_addr = addr;
+        }
+        if let Some(addr) = overrides.sip_addr {
+            config.sip_addr = addr;
         }
         config.validate()?;
         Ok(config)
@@ -195,6 +228,21 @@ impl Config {
             && !ca.is_file()
         {
             bail!("webhooks.extra_root_ca: {} is not a file", ca.display());
+        }
+        let s = &self.sip;
+        if !(1500..=1024 * 1024).contains(&s.max_message_bytes) {
+            bail!("sip.max_message_bytes must be between 1500 and 1048576");
+        }
+        if s.max_connections == 0 || s.max_connections_per_ip == 0 || s.idle_timeout_secs == 0 {
+            bail!("sip.max_connections, max_connections_per_ip and idle_timeout_secs must be at least 1");
+        }
+        let domain_ok = !s.base_domain.is_empty()
+            && s.base_domain.len() <= 200
+            && s.base_domain
+                .split('.')
+                .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        if !domain_ok {
+            bail!("sip.base_domain must be a DNS name such as sip.example.com, got {:?}", s.base_domain);
         }
         if self.database.max_connections == 0 {
             bail!("database.max_connections must be at least 1");
@@ -249,6 +297,33 @@ impl Config {
             },
             ..webhooks::WorkerConfig::default()
         })
+    }
+
+    pub(crate) fn sip_config(&self) -> telephony::SipConfig {
+        let s = &self.sip;
+        let node_id = s.node_id.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "node-1".into())
+        });
+        telephony::SipConfig {
+            addr: self.sip_addr,
+            base_domain: s.base_domain.to_ascii_lowercase(),
+            node_id,
+            max_message_bytes: s.max_message_bytes,
+            stream: telephony::StreamLimits {
+                max_connections: s.max_connections,
+                max_connections_per_ip: s.max_connections_per_ip,
+                idle_timeout: Duration::from_secs(s.idle_timeout_secs),
+            },
+        }
+    }
+
+    /// Whether `sip_addr` is the built-in default (then a busy port is a warning, not a failure).
+    pub(crate) fn sip_addr_is_default(&self) -> bool {
+        self.sip_addr == Self::default().sip_addr
     }
 
     pub(crate) fn vault(&self) -> anyhow::Result<vault::Vault> {

@@ -50,6 +50,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    let sip = start_sip(&config).await?;
     announce(&config, &database.db, local).await;
 
     let Database { db, embedded } = database;
@@ -73,6 +74,9 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("HTTP connections did not drain within 20 s"),
     }
     maintenance.abort();
+    if let Some(sip) = sip {
+        sip.shutdown().await;
+    }
     if let Some(worker) = worker {
         let _ = tokio::time::timeout(Duration::from_secs(15), worker).await;
     }
@@ -82,6 +86,27 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!("embedded PostgreSQL stopped");
     }
     Ok(())
+}
+
+/// Starts SIP unless disabled. A busy default port (another softphone or PBX on 5060) only
+/// disables SIP with a warning; an address set explicitly must bind or `serve` fails.
+async fn start_sip(config: &Config) -> anyhow::Result<Option<telephony::Telephony>> {
+    if !config.sip.enabled {
+        return Ok(None);
+    }
+    match telephony::Telephony::start(config.sip_config()).await {
+        Ok(sip) => Ok(Some(sip)),
+        Err(e) if config.sip_addr_is_default() => {
+            tracing::error!(error = %e, addr = %config.sip_addr, "SIP is disabled: cannot bind the default SIP address (set --sip-addr or SIVO_SIP_ADDR)");
+            Ok(None)
+        }
+        Err(e) => Err(anyhow::anyhow!(e)).with_context(|| {
+            format!(
+                "binding the SIP address {} over UDP and TCP (set --sip-addr or SIVO_SIP_ADDR)",
+                config.sip_addr
+            )
+        }),
+    }
 }
 
 /// Restarts the embedded PostgreSQL if it dies underneath us; the pool reconnects by itself.

@@ -1,0 +1,277 @@
+//! The core task: the one owner of the sans-IO [`sip::transaction::Endpoint`].
+//!
+//! It reads the UDP socket itself, takes frames from stream connections and commands from the
+//! application tasks over one channel, runs the transaction timers, and writes every transmit
+//! to the UDP socket or the connection it belongs to. Nothing in here waits on the database:
+//! requests that need it are handed to the [`Tu`], which answers later through
+//! [`CoreHandle::respond`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant as StdInstant;
+
+use sip::transaction::{ConnectionId, Endpoint, EndpointConfig, Event, Peer, TransactionId};
+use sip::{HeaderName, Message, ParseError, Request, Response, StatusCode, Transport};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::transport::Connections;
+
+/// Commands and frames the core consumes.
+// One message moves at a time; boxing would only add allocations.
+#[allow(clippy::large_enum_variant)]
+#[allow(dead_code)] // Respond/Request: used by the registrar and trunks
+pub(crate) enum Command {
+    /// A message framed by a stream connection.
+    Message { peer: Peer, message: Message },
+    /// A stream frame that did not parse.
+    ParseError { peer: Peer, error: ParseError },
+    /// A stream connection closed.
+    Closed { id: ConnectionId },
+    /// The TU's answer to a server transaction.
+    Respond { transaction: TransactionId, response: Response },
+    /// Start a client transaction and report its final outcome.
+    Request { request: Request, peer: Peer, reply: oneshot::Sender<Outcome> },
+}
+
+/// How a client transaction ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Response(Response),
+    /// Timer B/F: no final response.
+    Timeout,
+    /// The request could not be sent or built.
+    TransportError,
+}
+
+/// A cheap handle on the core task.
+#[derive(Clone)]
+pub(crate) struct CoreHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+#[allow(dead_code)]
+impl CoreHandle {
+    pub(crate) async fn send(&self, command: Command) -> Result<(), ()> {
+        self.tx.send(command).await.map_err(|_| ())
+    }
+
+    pub(crate) async fn respond(&self, transaction: TransactionId, response: Response) {
+        let _ = self.tx.send(Command::Respond { transaction, response }).await;
+    }
+
+    /// Sends a request in a client transaction and waits for its final outcome.
+    pub(crate) async fn request(&self, request: Request, peer: Peer) -> Outcome {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Request { request, peer, reply }).await.is_err() {
+            return Outcome::TransportError;
+        }
+        rx.await.unwrap_or(Outcome::TransportError)
+    }
+}
+
+/// The transaction user: what happens to requests that pass the transaction layer.
+pub(crate) trait Tu: Send + Sync + 'static {
+    /// Answers at once with `Some`, or later through [`CoreHandle::respond`].
+    fn on_request(
+        &self,
+        core: &CoreHandle,
+        transaction: TransactionId,
+        request: Request,
+        peer: Peer,
+    ) -> Option<Response>;
+    /// A stream connection closed: bindings that depend on it are gone.
+    fn on_connection_closed(&self, id: ConnectionId);
+}
+
+pub(crate) fn channel() -> (CoreHandle, mpsc::Receiver<Command>) {
+    let (tx, rx) = mpsc::channel(8192);
+    (CoreHandle { tx }, rx)
+}
+
+pub(crate) struct Core {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) udp: Arc<UdpSocket>,
+    pub(crate) connections: Connections,
+    pub(crate) rx: mpsc::Receiver<Command>,
+    pub(crate) handle: CoreHandle,
+    pub(crate) tu: Arc<dyn Tu>,
+    pub(crate) server_header: String,
+    pending: HashMap<TransactionId, oneshot::Sender<Outcome>>,
+}
+
+impl Core {
+    pub(crate) fn new(
+        config: EndpointConfig,
+        udp: Arc<UdpSocket>,
+        connections: Connections,
+        rx: mpsc::Receiver<Command>,
+        handle: CoreHandle,
+        tu: Arc<dyn Tu>,
+    ) -> Self {
+        let endpoint = Endpoint::new(config, Box::new(rand::random::<u64>));
+        Self {
+            endpoint,
+            udp,
+            connections,
+            rx,
+            handle,
+            tu,
+            server_header: format!("SIVO/{}", env!("CARGO_PKG_VERSION")),
+            pending: HashMap::new(),
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            let deadline = self.endpoint.poll_timeout().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                received = self.udp.recv_from(&mut buf) => {
+                    if let Ok((n, from)) = received {
+                        let peer = Peer::udp(crate::transport::canonical(from));
+                        // Bare CRLF keep-alives (RFC 5626 §4.4.1 uses STUN; some phones send CRLF).
+                        let bytes = buf.get(..n).unwrap_or_default();
+                        if !bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+                            self.endpoint.handle_datagram(StdInstant::now(), peer, bytes);
+                        }
+                    }
+                }
+                command = self.rx.recv() => {
+                    let Some(command) = command else { break };
+                    self.command(command);
+                    // Drain what else is queued before polling the socket again.
+                    for _ in 0..64 {
+                        match self.rx.try_recv() {
+                            Ok(c) => self.command(c),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                () = sleep_until(deadline) => {
+                    self.endpoint.handle_timeout(StdInstant::now());
+                }
+                () = crate::stopped(&mut stop) => break,
+            }
+            self.flush().await;
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        let now = StdInstant::now();
+        match command {
+            Command::Message { peer, message } => self.endpoint.handle_message(now, peer, message),
+            Command::ParseError { peer, error } => self.endpoint.handle_parse_error(peer, &error),
+            Command::Closed { id } => self.tu.on_connection_closed(id),
+            Command::Respond { transaction, response } => self.respond(transaction, response),
+            Command::Request { request, peer, reply } => match self.endpoint.send_request(now, request, peer)
+            {
+                Ok(id) => {
+                    self.pending.insert(id, reply);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "sip request refused by the transaction layer");
+                    let _ = reply.send(Outcome::TransportError);
+                }
+            },
+        }
+    }
+
+    fn respond(&mut self, transaction: TransactionId, mut response: Response) {
+        if response.status != StatusCode::TRYING {
+            let tag = self.endpoint.new_tag();
+            response.set_to_tag(&tag);
+        }
+        if !response.headers.contains(&HeaderName::Server) {
+            response.headers.push(HeaderName::Server, self.server_header.clone());
+        }
+        // The transaction may be gone (CANCEL answered it, or it timed out): nothing to do.
+        let _ = self.endpoint.respond(StdInstant::now(), transaction, response);
+    }
+
+    async fn flush(&mut self) {
+        loop {
+            let mut progressed = false;
+            while let Some(event) = self.endpoint.poll_event() {
+                progressed = true;
+                self.event(event);
+            }
+            while let Some(t) = self.endpoint.poll_transmit() {
+                progressed = true;
+                self.transmit(t).await;
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    async fn transmit(&mut self, t: sip::transaction::Transmit) {
+        let sent = match (&t.peer.transport, t.peer.connection) {
+            (Transport::Udp, _) => send_udp(&self.udp, &t.payload, t.peer.addr).await,
+            (_, Some(id)) => self.connections.send(id, t.payload),
+            (_, None) => false,
+        };
+        if !sent && let Some(tx) = t.transaction {
+            self.endpoint.handle_transport_error(tx);
+        }
+    }
+
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::Request { transaction, request, peer } => {
+                if let Some(response) = self.tu.on_request(&self.handle, transaction, request, peer) {
+                    self.respond(transaction, response);
+                }
+            }
+            Event::Cancelled { invite, .. } => {
+                if let Some(request) = self.endpoint.server_request(invite).cloned() {
+                    self.respond(invite, Response::for_request(&request, StatusCode::REQUEST_TERMINATED));
+                }
+            }
+            Event::Response { transaction, response } => {
+                if response.status.is_final()
+                    && let Some(reply) = self.pending.remove(&transaction)
+                {
+                    let _ = reply.send(Outcome::Response(response));
+                }
+            }
+            Event::Timeout { transaction } => {
+                if let Some(reply) = self.pending.remove(&transaction) {
+                    let _ = reply.send(Outcome::Timeout);
+                }
+            }
+            Event::TransportError { transaction } => {
+                if let Some(reply) = self.pending.remove(&transaction) {
+                    let _ = reply.send(Outcome::TransportError);
+                }
+            }
+            Event::Terminated { transaction } => {
+                if let Some(reply) = self.pending.remove(&transaction) {
+                    let _ = reply.send(Outcome::Timeout);
+                }
+            }
+            // No dialogs yet: ACKs for our final responses and stray 2xx need nothing.
+            _ => {}
+        }
+    }
+}
+
+async fn send_udp(socket: &UdpSocket, payload: &[u8], addr: SocketAddr) -> bool {
+    // The socket may be IPv4-only or dual-stack; a v4 peer on a v6 socket needs the mapped form.
+    let target = match (socket.local_addr(), addr) {
+        (Ok(SocketAddr::V6(_)), SocketAddr::V4(v4)) => {
+            SocketAddr::new(std::net::IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
+        }
+        _ => addr,
+    };
+    socket.send_to(payload, target).await.is_ok()
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,144 @@
+//! SIVO's SIP drivers on tokio: the transports (UDP and TCP on one address, TLS), the core task
+//! that drives the sans-IO [`sip::transaction::Endpoint`], the registrar, SIP trunks (source
+//! address gate, OPTIONS keepalive) and the inbound INVITE gate.
+//!
+//! # Shape
+//!
+//! - `core`: one task owns the transaction endpoint and the UDP socket; it never waits on the
+//!   database. Requests that need PostgreSQL are answered by spawned tasks through a channel.
+//! - `transport`: stream connections (accept, outbound connect with reuse, framing, CRLF
+//!   keep-alive answers, limits on size, count and idleness).
+//! - `services`: the transaction user: RFC 3261 §8.2 prechecks (`policy`), OPTIONS, the
+//!   registrar, the INVITE gate.
+//!
+//! Tenants are found without crossing the row-level security wall: a REGISTER's domain
+//! `<slug>.<base domain>` names the tenant (looked up in the `tenants` identity table), and an
+//! INVITE's source address is matched against an in-memory index of every trunk's CIDRs,
+//! loaded tenant by tenant in tenant transactions (see `trunks`).
+
+mod core;
+mod policy;
+mod services;
+mod transport;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sip::transaction::EndpointConfig;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use crate::core::Outcome;
+pub use crate::transport::StreamLimits;
+
+/// Settings of the SIP service.
+#[derive(Debug, Clone)]
+pub struct SipConfig {
+    /// UDP and TCP are bound here (port 0: one free port for both).
+    pub addr: SocketAddr,
+    /// Tenants' SIP domains are `<slug>.<base_domain>`.
+    pub base_domain: String,
+    /// Names this process in registration bindings (which node holds the connection).
+    pub node_id: String,
+    /// Largest SIP message accepted on any transport.
+    pub max_message_bytes: usize,
+    pub stream: StreamLimits,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([0, 0, 0, 0], 5060)),
+            base_domain: "sip.localhost".into(),
+            node_id: "node-1".into(),
+            max_message_bytes: 64 * 1024,
+            stream: StreamLimits::default(),
+        }
+    }
+}
+
+/// The running SIP service.
+pub struct Telephony {
+    udp_addr: SocketAddr,
+    tcp_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Telephony {
+    /// Binds the sockets and starts the tasks. Fails if the address is taken.
+    pub async fn start(config: SipConfig) -> std::io::Result<Self> {
+        let (udp, tcp) = bind_pair(config.addr).await?;
+        let udp_addr = udp.local_addr()?;
+        let tcp_addr = tcp.local_addr()?;
+        let limits = sip::Limits { max_message_size: config.max_message_bytes, ..sip::Limits::default() };
+        let (stop, stop_rx) = watch::channel(false);
+        let (handle, rx) = core::channel();
+        let connections = transport::Connections::default();
+        let tu = Arc::new(services::Services::new(config.clone()));
+        let endpoint_config = EndpointConfig { limits, ..EndpointConfig::default() };
+        let core =
+            core::Core::new(endpoint_config, Arc::new(udp), connections.clone(), rx, handle.clone(), tu);
+        let stream_ctx = transport::StreamCtx {
+            connections,
+            core: handle,
+            limits: config.stream.clone(),
+            message_limits: limits,
+            stop: stop_rx.clone(),
+        };
+        let tasks = vec![
+            tokio::spawn(core.run(stop_rx.clone())),
+            tokio::spawn(transport::accept_tcp(tcp, stream_ctx)),
+        ];
+        tracing::info!(udp = %udp_addr, tcp = %tcp_addr, "SIP listening");
+        Ok(Self { udp_addr, tcp_addr, stop, tasks })
+    }
+
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr
+    }
+
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.tcp_addr
+    }
+
+    /// Stops accepting, closes connections and ends every task.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+/// UDP and TCP on the same address; with port 0, on the same free port.
+async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+    if addr.port() != 0 {
+        let udp = UdpSocket::bind(addr).await?;
+        let tcp = TcpListener::bind(addr).await?;
+        return Ok((udp, tcp));
+    }
+    let mut last = None;
+    for _ in 0..20 {
+        let udp = UdpSocket::bind(addr).await?;
+        let port = udp.local_addr()?.port();
+        match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free port for UDP and TCP")))
+}
+
+/// Resolves once `stop` holds true (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
