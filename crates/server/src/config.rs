@@ -173,8 +173,21 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
+        // Environment variables are shared with other tools, so a `SIVO_*` variable that names no
+        // section is ignored with a warning; inside a known section, unknown keys are errors.
+        let sections = Self::section_names();
+        for (key, _) in std::env::vars() {
+            if let Some(rest) = key.strip_prefix("SIVO_") {
+                let section = rest.split("__").next().unwrap_or_default().to_ascii_lowercase();
+                if !sections.contains(&section) && rest != "PG_BINDIR" {
+                    warn_ignored(&key);
+                }
+            }
+        }
         figment = figment
-            .merge(Env::prefixed("SIVO_").split("__").ignore(&["PG_BINDIR"]).lowercase(true))
+            .merge(Env::prefixed("SIVO_").split("__").lowercase(true).filter(move |key| {
+                sections.contains(&key.as_str().split('.').next().unwrap_or_default().to_ascii_lowercase())
+            }))
             .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()));
         let mut config: Self = figment.extract().map_err(|e| {
             let lines: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
@@ -191,6 +204,14 @@ impl Config {
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// Top-level setting names, taken from the struct itself so new sections need no list.
+    fn section_names() -> Vec<String> {
+        match serde_json::to_value(Self::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -341,4 +362,9 @@ impl Config {
     pub(crate) fn to_redacted_toml(&self) -> anyhow::Result<String> {
         Ok(toml::to_string_pretty(self)?)
     }
+}
+
+#[allow(clippy::print_stderr)]
+fn warn_ignored(key: &str) {
+    eprintln!("warning: ignoring environment variable {key}: it names no SIVO setting");
 }

@@ -302,13 +302,35 @@ fn config_check_layers_and_redacts() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("auth.lockout_threshold must be at least 1"));
-    let unknown = Command::new(SIVO)
+    // A SIVO_* variable naming no section belongs to someone else: warn and go on. A typo inside
+    // a known section is an error, and so is an unknown key in the file.
+    let other = Command::new(SIVO)
         .args(["config", "check"])
-        .env("SIVO_NO_SUCH_SETTING", "1")
+        .env("SIVO_SOMETHING_ELSE", "1")
         .env_remove("DATABASE_URL")
         .output()
         .unwrap();
-    assert!(!unknown.status.success(), "unknown settings are typos, not silently ignored");
+    assert!(other.status.success(), "{other:?}");
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("ignoring environment variable SIVO_SOMETHING_ELSE")
+    );
+    let typo = Command::new(SIVO)
+        .args(["config", "check"])
+        .env("SIVO_AUTH__LOCKOUT_TRESHOLD", "3")
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!typo.status.success(), "a typo inside a section is an error");
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("lockout_treshold"), "{typo:?}");
+    let file = dir.path().join("typo.toml");
+    std::fs::write(&file, "htp_addr = \"127.0.0.1:1\"\n").unwrap();
+    let typo = Command::new(SIVO)
+        .args(["config", "check", "--config"])
+        .arg(&file)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!typo.status.success(), "unknown keys in the file are errors");
 }
 
 /// With `DATABASE_URL`, sivo uses that server: migrations as the owner role, the app as
