@@ -49,6 +49,10 @@ pub struct ApiConfig {
     pub web_dir: Option<std::path::PathBuf>,
     /// Development and tests only: accept webhook URLs on loopback and private addresses.
     pub webhooks_allow_private_targets: bool,
+    /// Tenants' SIP domains are `<slug>.<sip_base_domain>`.
+    pub sip_base_domain: String,
+    /// The SIP-over-WebSocket URL softphones connect to, if one is served.
+    pub sip_wss_url: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -65,6 +69,8 @@ impl Default for ApiConfig {
             max_body_bytes: 64 * 1024,
             web_dir: None,
             webhooks_allow_private_targets: false,
+            sip_base_domain: "sip.localhost".into(),
+            sip_wss_url: None,
         }
     }
 }
@@ -144,6 +150,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::api_keys::router())
         .merge(routes::audit::router())
         .merge(routes::webhooks::router())
+        .merge(routes::agents::router())
+        .merge(routes::trunks::router())
 }
 
 /// The whole HTTP application.

@@ -475,10 +475,36 @@ async fn other_tenants_resources_answer_404_on_every_id_route() {
     assert_eq!(b_hook.status, StatusCode::CREATED, "{:?}", b_hook.body);
     let b_hook_id = b_hook.body["id"].as_str().unwrap().to_owned();
 
+    let b_trunk = app
+        .send(
+            Method::POST,
+            "/api/v1/trunks",
+            Some(&b_admin),
+            Some(
+                json!({"name": "carrier", "host": "sip.carrier.example", "allowed_cidrs": ["192.0.2.0/24"]}),
+            ),
+        )
+        .await;
+    assert_eq!(b_trunk.status, StatusCode::CREATED, "{:?}", b_trunk.body);
+    let b_trunk_id = b_trunk.body["id"].as_str().unwrap().to_owned();
+    let b_did = app
+        .send(
+            Method::POST,
+            "/api/v1/dids",
+            Some(&b_admin),
+            Some(json!({"number": "+4930123456", "trunk_id": b_trunk_id})),
+        )
+        .await;
+    assert_eq!(b_did.status, StatusCode::CREATED, "{:?}", b_did.body);
+    let b_did_id = b_did.body["id"].as_str().unwrap().to_owned();
+
     // B's id for each resource route prefix. A new `{id}` route must be added here, or the
     // OpenAPI sweep below fails: isolation is checked for every resource route.
     let ids = [
         ("/api/v1/users/", b_user.to_string()),
+        ("/api/v1/agents/", b_user.to_string()),
+        ("/api/v1/trunks/", b_trunk_id.clone()),
+        ("/api/v1/dids/", b_did_id.clone()),
         ("/api/v1/api-keys/", b_key_id.clone()),
         ("/api/v1/tenants/", b.to_string()),
         ("/api/v1/webhooks/endpoints/", b_hook_id.clone()),

@@ -262,6 +262,48 @@ async fn seed(t: &TestDb, slug: &str) -> Seeded {
     )
     .await
     .unwrap();
+    // SIP: the agent's account and a binding, a trunk and a DID.
+    db::sip::ensure_account(&mut tx, tenant, user, "v1:x", now).await.unwrap();
+    db::sip::upsert_binding(
+        &mut tx,
+        &db::sip::NewBinding {
+            tenant,
+            user,
+            contact: "sip:agent@192.0.2.7:5060",
+            expires_at: now + chrono::Duration::hours(1),
+            call_id: "c",
+            cseq: 1,
+            q: None,
+            transport: "udp",
+            source: "192.0.2.7:5060",
+            node_id: "n",
+            connection_id: None,
+            user_agent: None,
+            now,
+        },
+    )
+    .await
+    .unwrap();
+    let trunk = Uuid::new_v4();
+    let fields = db::trunks::TrunkFields {
+        name: "carrier",
+        host: "sip.example.com",
+        port: 5060,
+        transport: "udp",
+        allowed_cidrs: &["192.0.2.0/24".to_owned()],
+        username: None,
+        password_enc: None,
+        register: false,
+        keepalive: true,
+    };
+    db::trunks::create_trunk(&mut tx, trunk, tenant, &fields, now).await.unwrap();
+    let did = db::trunks::DidFields {
+        number: "+4930123456",
+        trunk_id: trunk,
+        destination_type: "none",
+        destination_id: None,
+    };
+    db::trunks::create_did(&mut tx, Uuid::new_v4(), tenant, &did, now).await.unwrap();
     tx.commit().await.unwrap();
     Seeded { tenant, user }
 }

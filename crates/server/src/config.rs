@@ -44,6 +44,8 @@ pub(crate) struct SipSettings {
     pub(crate) max_connections_per_ip: usize,
     /// Stream connections silent for this long are closed.
     pub(crate) idle_timeout_secs: u64,
+    /// The `wss://` URL softphones use (given to them with their SIP credentials).
+    pub(crate) wss_url: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -150,6 +152,7 @@ impl Default for Config {
                 max_connections: 10_000,
                 max_connections_per_ip: 100,
                 idle_timeout_secs: 3600,
+                wss_url: None,
             },
             log: LogConfig { format: "pretty".into(), filter: "info".into() },
         }
@@ -297,6 +300,8 @@ impl Config {
             max_body_bytes: self.http.max_body_bytes,
             web_dir: self.http.web_dir.join("index.html").is_file().then(|| self.http.web_dir.clone()),
             webhooks_allow_private_targets: self.webhooks.allow_private_targets,
+            sip_base_domain: self.sip.base_domain.to_ascii_lowercase(),
+            sip_wss_url: self.sip.wss_url.clone(),
         }
     }
 
@@ -339,6 +344,7 @@ impl Config {
                 max_connections_per_ip: s.max_connections_per_ip,
                 idle_timeout: Duration::from_secs(s.idle_timeout_secs),
             },
+            ..telephony::SipConfig::default()
         }
     }
 

@@ -50,7 +50,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    let sip = start_sip(&config).await?;
+    let sip = start_sip(&config, &database.db, &vault).await?;
     announce(&config, &database.db, local).await;
 
     let Database { db, embedded } = database;
@@ -90,11 +90,15 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
 
 /// Starts SIP unless disabled. A busy default port (another softphone or PBX on 5060) only
 /// disables SIP with a warning; an address set explicitly must bind or `serve` fails.
-async fn start_sip(config: &Config) -> anyhow::Result<Option<telephony::Telephony>> {
+async fn start_sip(
+    config: &Config,
+    db: &db::Db,
+    vault: &vault::Vault,
+) -> anyhow::Result<Option<telephony::Telephony>> {
     if !config.sip.enabled {
         return Ok(None);
     }
-    match telephony::Telephony::start(config.sip_config()).await {
+    match telephony::Telephony::start(config.sip_config(), db.clone(), vault.clone()).await {
         Ok(sip) => Ok(Some(sip)),
         Err(e) if config.sip_addr_is_default() => {
             tracing::error!(error = %e, addr = %config.sip_addr, "SIP is disabled: cannot bind the default SIP address (set --sip-addr or SIVO_SIP_ADDR)");

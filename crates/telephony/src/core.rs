@@ -21,7 +21,6 @@ use crate::transport::Connections;
 /// Commands and frames the core consumes.
 // One message moves at a time; boxing would only add allocations.
 #[allow(clippy::large_enum_variant)]
-#[allow(dead_code)] // Respond/Request: used by the registrar and trunks
 pub(crate) enum Command {
     /// A message framed by a stream connection.
     Message { peer: Peer, message: Message },
@@ -51,7 +50,6 @@ pub(crate) struct CoreHandle {
     tx: mpsc::Sender<Command>,
 }
 
-#[allow(dead_code)]
 impl CoreHandle {
     pub(crate) async fn send(&self, command: Command) -> Result<(), ()> {
         self.tx.send(command).await.map_err(|_| ())

@@ -17,9 +17,12 @@
 //! loaded tenant by tenant in tenant transactions (see `trunks`).
 
 mod core;
+mod guard;
 mod policy;
+mod registrar;
 mod services;
 mod transport;
+mod trunks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,7 +33,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use crate::core::Outcome;
+pub use crate::guard::GuardConfig;
+pub use crate::registrar::RegistrarConfig;
 pub use crate::transport::StreamLimits;
+pub use crate::trunks::{TrunkConfig, normalize_cidr, normalize_ip};
 
 /// Settings of the SIP service.
 #[derive(Debug, Clone)]
@@ -44,6 +50,8 @@ pub struct SipConfig {
     /// Largest SIP message accepted on any transport.
     pub max_message_bytes: usize,
     pub stream: StreamLimits,
+    pub registrar: RegistrarConfig,
+    pub trunks: TrunkConfig,
 }
 
 impl Default for SipConfig {
@@ -54,6 +62,8 @@ impl Default for SipConfig {
             node_id: "node-1".into(),
             max_message_bytes: 64 * 1024,
             stream: StreamLimits::default(),
+            registrar: RegistrarConfig::default(),
+            trunks: TrunkConfig::default(),
         }
     }
 }
@@ -68,7 +78,7 @@ pub struct Telephony {
 
 impl Telephony {
     /// Binds the sockets and starts the tasks. Fails if the address is taken.
-    pub async fn start(config: SipConfig) -> std::io::Result<Self> {
+    pub async fn start(config: SipConfig, db: db::Db, vault: vault::Vault) -> std::io::Result<Self> {
         let (udp, tcp) = bind_pair(config.addr).await?;
         let udp_addr = udp.local_addr()?;
         let tcp_addr = tcp.local_addr()?;
@@ -76,20 +86,42 @@ impl Telephony {
         let (stop, stop_rx) = watch::channel(false);
         let (handle, rx) = core::channel();
         let connections = transport::Connections::default();
-        let tu = Arc::new(services::Services::new(config.clone()));
-        let endpoint_config = EndpointConfig { limits, ..EndpointConfig::default() };
-        let core =
-            core::Core::new(endpoint_config, Arc::new(udp), connections.clone(), rx, handle.clone(), tu);
         let stream_ctx = transport::StreamCtx {
-            connections,
-            core: handle,
+            connections: connections.clone(),
+            core: handle.clone(),
             limits: config.stream.clone(),
             message_limits: limits,
             stop: stop_rx.clone(),
+            local_addr: udp_addr,
         };
+        let registrar = Arc::new(registrar::Registrar::new(
+            db.clone(),
+            vault.clone(),
+            &config.base_domain,
+            &config.node_id,
+            config.registrar.clone(),
+        ));
+        let gate = Arc::new(trunks::Trunks::new(
+            db,
+            vault,
+            handle.clone(),
+            stream_ctx.clone(),
+            &config.base_domain,
+            config.trunks.clone(),
+        ));
+        let tu = Arc::new(services::Services { registrar: registrar.clone(), gate: gate.clone() });
+        let endpoint_config = EndpointConfig { limits, ..EndpointConfig::default() };
+        let core = core::Core::new(endpoint_config, Arc::new(udp), connections, rx, handle, tu);
         let tasks = vec![
             tokio::spawn(core.run(stop_rx.clone())),
             tokio::spawn(transport::accept_tcp(tcp, stream_ctx)),
+            tokio::spawn(gate.clone().watch_changes(stop_rx.clone())),
+            tokio::spawn(gate.keepalive(stop_rx.clone())),
+            tokio::spawn(async move {
+                if let Err(e) = registrar.forget_previous_connections().await {
+                    tracing::warn!(error = %e, "could not clear this node's stale SIP bindings");
+                }
+            }),
         ];
         tracing::info!(udp = %udp_addr, tcp = %tcp_addr, "SIP listening");
         Ok(Self { udp_addr, tcp_addr, stop, tasks })

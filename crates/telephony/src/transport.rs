@@ -57,7 +57,6 @@ struct Table {
 #[derive(Clone, Default)]
 pub(crate) struct Connections(Arc<Mutex<Table>>);
 
-#[allow(dead_code)]
 impl Connections {
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -120,10 +119,6 @@ impl Connections {
     pub(crate) fn find(&self, transport: &Transport, addr: SocketAddr) -> Option<ConnectionId> {
         self.lock().by_addr.get(&(transport.clone(), addr)).copied()
     }
-
-    pub(crate) fn count(&self) -> usize {
-        self.lock().by_id.len()
-    }
 }
 
 /// What a connection task needs.
@@ -134,6 +129,8 @@ pub(crate) struct StreamCtx {
     pub(crate) limits: StreamLimits,
     pub(crate) message_limits: Limits,
     pub(crate) stop: watch::Receiver<bool>,
+    /// The bound SIP address, for Via headers of our own requests.
+    pub(crate) local_addr: SocketAddr,
 }
 
 /// Accepts TCP connections until stopped.
@@ -180,7 +177,6 @@ where
 }
 
 /// Opens (or reuses) a TCP connection to `addr`.
-#[allow(dead_code)]
 pub(crate) async fn connect_tcp(addr: SocketAddr, ctx: &StreamCtx) -> std::io::Result<ConnectionId> {
     let addr = canonical(addr);
     if let Some(id) = ctx.connections.find(&Transport::Tcp, addr) {

@@ -19,9 +19,9 @@ enum Expect {
 use Expect::{Silence, Status};
 
 /// An INVITE from an address inside no trunk's CIDRs.
-const INVITE_FROM_NOWHERE: u16 = 503;
+const INVITE_FROM_NOWHERE: u16 = 403;
 /// A REGISTER without credentials: a Digest challenge.
-const REGISTER_CHALLENGE: u16 = 503;
+const REGISTER_CHALLENGE: u16 = 401;
 
 /// (file, expectation over UDP, expectation over TCP when it differs).
 fn table() -> Vec<(&'static str, Expect, Option<Expect>)> {
@@ -124,8 +124,10 @@ fn options(call_id: &str, transport: &str, local: SocketAddr) -> Vec<u8> {
 }
 
 async fn start(stream: StreamLimits) -> Telephony {
+    let db = test_support::TestDb::new().await;
     let config = SipConfig { addr: "127.0.0.1:0".parse().unwrap(), stream, ..SipConfig::default() };
-    Telephony::start(config).await.unwrap()
+    let vault = vault::Vault::from_bytes(&[7u8; 32]);
+    Telephony::start(config, db.db.clone(), vault).await.unwrap()
 }
 
 async fn udp_response(socket: &UdpSocket, wait: Duration) -> Option<Response> {

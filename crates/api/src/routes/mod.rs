@@ -1,10 +1,12 @@
 //! Resource modules. Each has its DTOs (`<Resource>In/Out/Patch`), handlers and `router()`.
 
+pub(crate) mod agents;
 pub(crate) mod api_keys;
 pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod health;
 pub(crate) mod tenants;
+pub(crate) mod trunks;
 pub(crate) mod users;
 pub(crate) mod webhooks;
 

@@ -1,0 +1,224 @@
+//! Agents (users with role agent or supervisor) as telephony sees them: SIP extension and
+//! registration state, and the SIP credentials the softphone uses.
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use domain::{Role, UserId};
+use rand::Rng as _;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{PageOut, PageParams, commit};
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query};
+use crate::principal::Principal;
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_agents))
+        .routes(routes!(get_agent))
+        .routes(routes!(get_sip_credentials))
+        .routes(routes!(rotate_sip_credentials))
+}
+
+/// Whether the agent's softphone is registered (the green/red icon).
+#[derive(Clone, Copy, Serialize, ToSchema, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RegistrationState {
+    Green,
+    Red,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RegistrationOut {
+    pub(crate) state: RegistrationState,
+    /// Live bindings (devices) of the extension.
+    pub(crate) bindings: i64,
+    /// Of the most recent binding: `udp`, `tcp`, `tls`, `ws` or `wss`.
+    pub(crate) transport: Option<String>,
+    pub(crate) user_agent: Option<String>,
+    /// When the last binding expires unless refreshed.
+    pub(crate) expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AgentOut {
+    pub(crate) id: UserId,
+    pub(crate) email: String,
+    pub(crate) display_name: String,
+    pub(crate) role: Role,
+    pub(crate) disabled: bool,
+    /// Assigned when the SIP credentials are first requested.
+    pub(crate) extension: Option<String>,
+    /// The tenant's SIP domain, `<slug>.<base domain>`.
+    pub(crate) sip_domain: String,
+    pub(crate) registration: RegistrationOut,
+}
+
+fn agent_out(row: db::sip::AgentRow, domain: &str) -> AgentOut {
+    AgentOut {
+        id: UserId(row.id),
+        email: row.email,
+        display_name: row.display_name,
+        role: Role::parse(&row.role).unwrap_or(Role::Agent),
+        disabled: row.disabled,
+        extension: row.extension,
+        sip_domain: domain.to_owned(),
+        registration: RegistrationOut {
+            state: if row.registrations > 0 { RegistrationState::Green } else { RegistrationState::Red },
+            bindings: row.registrations,
+            transport: row.transport,
+            user_agent: row.user_agent,
+            expires_at: row.registered_until,
+        },
+    }
+}
+
+/// What a softphone needs to register.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SipCredentialsOut {
+    pub(crate) extension: String,
+    /// Digest user name (the extension).
+    pub(crate) username: String,
+    /// SIP domain and Digest realm.
+    pub(crate) domain: String,
+    pub(crate) password: String,
+    /// Where the browser softphone connects (SIP over secure WebSocket), if configured.
+    pub(crate) wss_url: Option<String>,
+    /// `sip:<extension>@<domain>`.
+    pub(crate) uri: String,
+}
+
+async fn sip_domain(state: &AppState, tenant: domain::TenantId) -> ApiResult<String> {
+    let mut tx = state.db.tenant_tx(tenant).await?;
+    let row = db::tenants::get(&mut tx, tenant).await?;
+    commit(tx).await?;
+    Ok(format!("{}.{}", row.slug, state.config.sip_base_domain))
+}
+
+/// Agents may read themselves; reading others needs `needed`.
+fn allowed(principal: &Principal, id: UserId, needed: Role) -> ApiResult<()> {
+    if principal.user_id() == Some(id) { Ok(()) } else { principal.require(needed) }
+}
+
+/// List the tenant's agents and supervisors with their SIP registration state.
+#[utoipa::path(get, path = "/api/v1/agents", tag = "agents", security(("bearer" = [])), params(PageParams),
+    responses((status = 200, body = PageOut<AgentOut>)))]
+async fn list_agents(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(params): Query<PageParams>,
+) -> ApiResult<Json<PageOut<AgentOut>>> {
+    principal.require(Role::Supervisor)?;
+    let tenant = principal.tenant()?;
+    let (cursor, limit) = params.parse()?;
+    let domain = sip_domain(&state, tenant).await?;
+    let mut tx = state.db.tenant_tx(tenant).await?;
+    let page = db::sip::list_agents(&mut tx, tenant, state.clock.now(), cursor, limit).await?;
+    commit(tx).await?;
+    Ok(Json(PageOut::from_page(page, |r| agent_out(r, &domain))))
+}
+
+/// One agent with SIP registration state (the agent themselves, supervisors and admins).
+#[utoipa::path(get, path = "/api/v1/agents/{id}", tag = "agents", security(("bearer" = [])), params(("id" = UserId, Path)),
+    responses((status = 200, body = AgentOut), (status = 404, body = crate::error::Problem)))]
+async fn get_agent(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<UserId>,
+) -> ApiResult<Json<AgentOut>> {
+    let tenant = principal.tenant()?;
+    allowed(&principal, id, Role::Supervisor)?;
+    let domain = sip_domain(&state, tenant).await?;
+    let mut tx = state.db.tenant_tx(tenant).await?;
+    let row = db::sip::get_agent(&mut tx, id, state.clock.now()).await?;
+    commit(tx).await?;
+    Ok(Json(agent_out(row, &domain)))
+}
+
+fn new_sip_password() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut rng = rand::thread_rng();
+    (0..24).map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())])).collect()
+}
+
+fn context(id: UserId) -> String {
+    format!("sip-password:{id}")
+}
+
+async fn credentials(
+    state: &AppState,
+    principal: &Principal,
+    id: UserId,
+    rotate: bool,
+) -> ApiResult<SipCredentialsOut> {
+    let tenant = principal.tenant()?;
+    allowed(principal, id, Role::Admin)?;
+    let domain = sip_domain(state, tenant).await?;
+    let now = state.clock.now();
+    let mut tx = state.db.tenant_tx(tenant).await?;
+    // Only agents and supervisors have SIP accounts.
+    db::sip::get_agent(&mut tx, id, now).await?;
+    let fresh = new_sip_password();
+    let existing = db::sip::get_account(&mut tx, id).await?;
+    let created = existing.is_none();
+    let mut row = db::sip::ensure_account(
+        &mut tx,
+        tenant,
+        id,
+        &state.vault.encrypt(fresh.as_bytes(), &context(id)),
+        now,
+    )
+    .await?;
+    if rotate && !created {
+        db::sip::set_password(&mut tx, id, &state.vault.encrypt(fresh.as_bytes(), &context(id)), now).await?;
+        row.password_enc = state.vault.encrypt(fresh.as_bytes(), &context(id));
+    }
+    let password = if created || rotate {
+        fresh
+    } else {
+        let plain = state.vault.decrypt(&row.password_enc, &context(id)).map_err(|_| ApiError::internal())?;
+        String::from_utf8(plain).map_err(|_| ApiError::internal())?
+    };
+    if created || rotate {
+        let action = if created { "sip_account.created" } else { "sip_account.password_rotated" };
+        let mut entry = principal.audit(action, "user", Some(id.to_string()), now);
+        entry.after = Some(serde_json::json!({"extension": row.extension}));
+        db::audit::insert(&mut tx, &entry).await?;
+    }
+    commit(tx).await?;
+    Ok(SipCredentialsOut {
+        uri: format!("sip:{}@{domain}", row.extension),
+        username: row.extension.clone(),
+        extension: row.extension,
+        domain,
+        password,
+        wss_url: state.config.sip_wss_url.clone(),
+    })
+}
+
+/// The agent's SIP credentials for the softphone (the agent themselves, or an admin). The
+/// extension and password are issued on the first request.
+#[utoipa::path(get, path = "/api/v1/agents/{id}/sip-credentials", tag = "agents", security(("bearer" = [])), params(("id" = UserId, Path)),
+    responses((status = 200, body = SipCredentialsOut), (status = 404, body = crate::error::Problem)))]
+async fn get_sip_credentials(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<UserId>,
+) -> ApiResult<Json<SipCredentialsOut>> {
+    Ok(Json(credentials(&state, &principal, id, false).await?))
+}
+
+/// Issue a new SIP password (the old one stops working at the next registration refresh).
+#[utoipa::path(post, path = "/api/v1/agents/{id}/sip-credentials/rotate", tag = "agents", security(("bearer" = [])), params(("id" = UserId, Path)),
+    responses((status = 200, body = SipCredentialsOut), (status = 404, body = crate::error::Problem)))]
+async fn rotate_sip_credentials(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<UserId>,
+) -> ApiResult<Json<SipCredentialsOut>> {
+    Ok(Json(credentials(&state, &principal, id, true).await?))
+}

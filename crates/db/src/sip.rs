@@ -1,0 +1,294 @@
+//! SIP: agents' SIP accounts (extension and encrypted password) and their registration
+//! bindings. All in tenant transactions.
+
+use chrono::{DateTime, Utc};
+use domain::{TenantId, UserId};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::Result;
+use crate::page::{Cursor, Page};
+
+#[derive(Clone, sqlx::FromRow)]
+pub struct SipAccountRow {
+    pub user_id: Uuid,
+    pub tenant_id: Uuid,
+    pub extension: String,
+    pub password_enc: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for SipAccountRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipAccountRow")
+            .field("user_id", &self.user_id)
+            .field("extension", &self.extension)
+            .finish_non_exhaustive()
+    }
+}
+
+pub async fn get_account(conn: &mut PgConnection, user: UserId) -> Result<Option<SipAccountRow>> {
+    Ok(sqlx::query_as("select * from sip_accounts where user_id = $1")
+        .bind(user.as_uuid())
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// Creates the user's account with the next free numeric extension (from 1000), or returns
+/// the existing one. `password_enc` is only used if the account is new.
+pub async fn ensure_account(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    user: UserId,
+    password_enc: &str,
+    now: DateTime<Utc>,
+) -> Result<SipAccountRow> {
+    // Concurrent creations may pick the same number; the unique key makes one retry.
+    for _ in 0..5 {
+        if let Some(row) = get_account(&mut *conn, user).await? {
+            return Ok(row);
+        }
+        let inserted: Option<SipAccountRow> = sqlx::query_as(
+            "insert into sip_accounts (user_id, tenant_id, extension, password_enc, created_at, updated_at)
+             select $1, $2, (coalesce(max(extension::bigint), 999) + 1)::text, $3, $4, $4
+               from sip_accounts where tenant_id = $2 and extension ~ '^[0-9]{1,12}$'
+             on conflict do nothing
+             returning *",
+        )
+        .bind(user.as_uuid())
+        .bind(tenant.as_uuid())
+        .bind(password_enc)
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(row) = inserted {
+            return Ok(row);
+        }
+    }
+    Err(crate::DbError::Conflict("sip_accounts_tenant_id_extension_key".into()))
+}
+
+pub async fn set_password(
+    conn: &mut PgConnection,
+    user: UserId,
+    password_enc: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query("update sip_accounts set password_enc = $2, updated_at = $3 where user_id = $1")
+        .bind(user.as_uuid())
+        .bind(password_enc)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// What the registrar needs to check a REGISTER for an extension.
+#[derive(Clone, sqlx::FromRow)]
+pub struct AuthAccount {
+    pub user_id: Uuid,
+    pub password_enc: String,
+    pub role: String,
+    pub disabled: bool,
+}
+
+/// The account of an active agent or supervisor with this extension.
+pub async fn find_by_extension(conn: &mut PgConnection, extension: &str) -> Result<Option<AuthAccount>> {
+    Ok(sqlx::query_as(
+        "select a.user_id, a.password_enc, u.role, u.disabled
+           from sip_accounts a join users u on u.id = a.user_id
+          where a.extension = $1 and u.role in ('agent', 'supervisor') and not u.disabled",
+    )
+    .bind(extension)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// An agent with its extension and registration summary.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct AgentRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub role: String,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub extension: Option<String>,
+    /// Live bindings (not expired).
+    pub registrations: i64,
+    /// Of the most recent live binding.
+    pub transport: Option<String>,
+    pub user_agent: Option<String>,
+    pub registered_until: Option<DateTime<Utc>>,
+}
+
+const AGENT_SELECT: &str = "select u.id, u.tenant_id, u.email, u.display_name, u.role, u.disabled, u.created_at,
+        a.extension,
+        (select count(*) from sip_registrations r where r.user_id = u.id and r.expires_at > $1) as registrations,
+        b.transport, b.user_agent,
+        (select max(r.expires_at) from sip_registrations r where r.user_id = u.id and r.expires_at > $1) as registered_until
+   from users u
+   left join sip_accounts a on a.user_id = u.id
+   left join lateral (select r.transport, r.user_agent from sip_registrations r
+                       where r.user_id = u.id and r.expires_at > $1
+                       order by r.updated_at desc limit 1) b on true";
+
+pub async fn list_agents(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    now: DateTime<Utc>,
+    after: Option<Cursor>,
+    limit: usize,
+) -> Result<Page<AgentRow>> {
+    let sql = format!(
+        "{AGENT_SELECT}
+          where u.tenant_id = $2 and u.role in ('agent', 'supervisor')
+            and ($3::timestamptz is null or (u.created_at, u.id) > ($3, $4))
+          order by u.created_at, u.id limit $5"
+    );
+    let rows: Vec<AgentRow> = sqlx::query_as(&sql)
+        .bind(now)
+        .bind(tenant.as_uuid())
+        .bind(after.map(|c| c.at))
+        .bind(after.map(|c| c.id))
+        .bind(limit as i64 + 1)
+        .fetch_all(conn)
+        .await?;
+    Ok(Page::from_overfetch(rows, limit, |r| Cursor { at: r.created_at, id: r.id }))
+}
+
+/// One agent (agent or supervisor role); `NotFound` for other roles and other tenants.
+pub async fn get_agent(conn: &mut PgConnection, user: UserId, now: DateTime<Utc>) -> Result<AgentRow> {
+    let sql = format!("{AGENT_SELECT} where u.id = $2 and u.role in ('agent', 'supervisor')");
+    Ok(sqlx::query_as(&sql).bind(now).bind(user.as_uuid()).fetch_one(conn).await?)
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct BindingRow {
+    pub id: Uuid,
+    pub contact: String,
+    pub expires_at: DateTime<Utc>,
+    pub call_id: String,
+    pub cseq: i64,
+    pub q: Option<f32>,
+    pub transport: String,
+    pub source: String,
+    pub node_id: String,
+    pub connection_id: Option<i64>,
+    pub user_agent: Option<String>,
+}
+
+/// Live bindings of a user, most recent first.
+pub async fn bindings(conn: &mut PgConnection, user: UserId, now: DateTime<Utc>) -> Result<Vec<BindingRow>> {
+    Ok(sqlx::query_as(
+        "select id, contact, expires_at, call_id, cseq, q, transport, source, node_id, connection_id, user_agent
+           from sip_registrations where user_id = $1 and expires_at > $2 order by updated_at desc",
+    )
+    .bind(user.as_uuid())
+    .bind(now)
+    .fetch_all(conn)
+    .await?)
+}
+
+pub struct NewBinding<'a> {
+    pub tenant: TenantId,
+    pub user: UserId,
+    pub contact: &'a str,
+    pub expires_at: DateTime<Utc>,
+    pub call_id: &'a str,
+    pub cseq: i64,
+    pub q: Option<f32>,
+    pub transport: &'a str,
+    pub source: &'a str,
+    pub node_id: &'a str,
+    pub connection_id: Option<i64>,
+    pub user_agent: Option<&'a str>,
+    pub now: DateTime<Utc>,
+}
+
+/// Adds or refreshes a binding. A refresh with the same Call-ID and a CSeq not above the
+/// stored one is out of order and changes nothing (RFC 3261 §10.3 step 7); returns whether
+/// the row was written.
+pub async fn upsert_binding(conn: &mut PgConnection, b: &NewBinding<'_>) -> Result<bool> {
+    let done = sqlx::query(
+        "insert into sip_registrations (id, tenant_id, user_id, contact, expires_at, call_id, cseq, q, transport,
+                                        source, node_id, connection_id, user_agent, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)
+         on conflict (tenant_id, user_id, contact) do update set
+             expires_at = excluded.expires_at, call_id = excluded.call_id, cseq = excluded.cseq, q = excluded.q,
+             transport = excluded.transport, source = excluded.source, node_id = excluded.node_id,
+             connection_id = excluded.connection_id, user_agent = excluded.user_agent, updated_at = excluded.updated_at
+         where not (sip_registrations.call_id = excluded.call_id and sip_registrations.cseq >= excluded.cseq
+                    and sip_registrations.expires_at > excluded.updated_at)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(b.tenant.as_uuid())
+    .bind(b.user.as_uuid())
+    .bind(b.contact)
+    .bind(b.expires_at)
+    .bind(b.call_id)
+    .bind(b.cseq)
+    .bind(b.q)
+    .bind(b.transport)
+    .bind(b.source)
+    .bind(b.node_id)
+    .bind(b.connection_id)
+    .bind(b.user_agent)
+    .bind(b.now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Removes one binding (a contact with expires 0).
+pub async fn remove_binding(conn: &mut PgConnection, user: UserId, contact: &str) -> Result<()> {
+    sqlx::query("delete from sip_registrations where user_id = $1 and contact = $2")
+        .bind(user.as_uuid())
+        .bind(contact)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Removes every binding of a user (`Contact: *`), and expired ones when `expired_only`.
+pub async fn remove_bindings(
+    conn: &mut PgConnection,
+    user: UserId,
+    expired_before: Option<DateTime<Utc>>,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "delete from sip_registrations where user_id = $1 and ($2::timestamptz is null or expires_at <= $2)",
+    )
+    .bind(user.as_uuid())
+    .bind(expired_before)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Removes the bindings carried by a connection that closed (or, with `None`, every
+/// connection-bound binding of a node that restarted).
+pub async fn remove_connection_bindings(
+    conn: &mut PgConnection,
+    node_id: &str,
+    connection_id: Option<i64>,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "delete from sip_registrations where node_id = $1 and connection_id is not null
+            and ($2::bigint is null or connection_id = $2)",
+    )
+    .bind(node_id)
+    .bind(connection_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes expired bindings of the tenant; returns how many.
+pub async fn purge_expired(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<u64> {
+    let done =
+        sqlx::query("delete from sip_registrations where expires_at <= $1").bind(now).execute(conn).await?;
+    Ok(done.rows_affected())
+}
