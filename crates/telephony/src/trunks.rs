@@ -89,6 +89,9 @@ pub(crate) struct Trunks {
     base_domain: String,
     config: TrunkConfig,
     index: RwLock<HashMap<TenantId, Vec<Arc<TrunkEntry>>>>,
+    /// Trunks with a ping in flight: one at a time each, so a late timeout can never
+    /// overwrite a newer answer.
+    pinging: std::sync::Mutex<std::collections::HashSet<Uuid>>,
 }
 
 /// Canonical form of an address for matching: IPv4-mapped IPv6 becomes IPv4.
@@ -113,6 +116,7 @@ impl Trunks {
             base_domain: base_domain.to_owned(),
             config,
             index: RwLock::new(HashMap::new()),
+            pinging: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -265,12 +269,18 @@ impl Trunks {
                 () = crate::stopped(&mut stop) => return,
             }
             for trunk in self.entries().into_iter().filter(|t| t.keepalive) {
+                let fresh =
+                    self.pinging.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(trunk.id);
+                if !fresh {
+                    continue;
+                }
                 let this = self.clone();
                 tokio::spawn(async move {
                     let (status, reason) = this.ping(&trunk).await;
                     if let Err(e) = this.record(&trunk, status, reason.as_deref()).await {
                         tracing::warn!(error = %e, "could not record a trunk's status");
                     }
+                    this.pinging.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&trunk.id);
                 });
             }
         }
