@@ -1,7 +1,7 @@
 //! Shared by the telephony integration tests: running sipp (Debian package `sip-tester`) with a
 //! scenario from `tests/sipp/`, with placeholders substituted.
 
-#![allow(dead_code, clippy::print_stderr)]
+#![allow(dead_code, unreachable_pub, clippy::print_stderr)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
