@@ -14,7 +14,7 @@ fi
 # for crates that build C code, and the real peers the test suite talks to.
 packages=(postgresql build-essential cmake pkg-config ca-certificates curl)
 if [[ "${SIVO_SETUP_TEST_TOOLS:-0}" == 1 ]]; then
-  packages+=(sip-tester)
+  packages+=(sip-tester baresip-core)
 fi
 
 missing=()

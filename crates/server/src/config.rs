@@ -46,6 +46,17 @@ pub(crate) struct SipSettings {
     pub(crate) idle_timeout_secs: u64,
     /// The `wss://` URL softphones use (given to them with their SIP credentials).
     pub(crate) wss_url: Option<String>,
+    /// SIP over TLS, e.g. `0.0.0.0:5061` (needs `tls_cert` and `tls_key`).
+    pub(crate) tls_addr: Option<SocketAddr>,
+    /// SIP over WebSocket (RFC 7118), e.g. behind a proxy that terminates TLS.
+    pub(crate) ws_addr: Option<SocketAddr>,
+    /// SIP over secure WebSocket, what browsers use (needs `tls_cert` and `tls_key`).
+    pub(crate) wss_addr: Option<SocketAddr>,
+    /// PEM certificate chain and private key for TLS and WSS.
+    pub(crate) tls_cert: Option<PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Digest algorithms offered to registering phones, in order: `MD5`, `SHA-256`.
+    pub(crate) digest_algorithms: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -153,6 +164,12 @@ impl Default for Config {
                 max_connections_per_ip: 100,
                 idle_timeout_secs: 3600,
                 wss_url: None,
+                tls_addr: None,
+                ws_addr: None,
+                wss_addr: None,
+                tls_cert: None,
+                tls_key: None,
+                digest_algorithms: vec!["MD5".into()],
             },
             log: LogConfig { format: "pretty".into(), filter: "info".into() },
         }
@@ -268,6 +285,21 @@ impl Config {
         if !domain_ok {
             bail!("sip.base_domain must be a DNS name such as sip.example.com, got {:?}", s.base_domain);
         }
+        if (s.tls_addr.is_some() || s.wss_addr.is_some()) && (s.tls_cert.is_none() || s.tls_key.is_none()) {
+            bail!("sip.tls_addr and sip.wss_addr need sip.tls_cert and sip.tls_key (PEM files)");
+        }
+        for (name, path) in [("sip.tls_cert", &s.tls_cert), ("sip.tls_key", &s.tls_key)] {
+            if let Some(p) = path
+                && !p.is_file()
+            {
+                bail!("{name}: {} is not a file", p.display());
+            }
+        }
+        if s.digest_algorithms.is_empty()
+            || s.digest_algorithms.iter().any(|a| !matches!(a.as_str(), "MD5" | "SHA-256"))
+        {
+            bail!("sip.digest_algorithms must list MD5 and/or SHA-256");
+        }
         if self.database.max_connections == 0 {
             bail!("database.max_connections must be at least 1");
         }
@@ -325,7 +357,7 @@ impl Config {
         })
     }
 
-    pub(crate) fn sip_config(&self) -> telephony::SipConfig {
+    pub(crate) fn sip_config(&self) -> anyhow::Result<telephony::SipConfig> {
         let s = &self.sip;
         let node_id = s.node_id.clone().unwrap_or_else(|| {
             std::fs::read_to_string("/etc/hostname")
@@ -334,7 +366,16 @@ impl Config {
                 .filter(|h| !h.is_empty())
                 .unwrap_or_else(|| "node-1".into())
         });
-        telephony::SipConfig {
+        let tls_identity = match (&s.tls_cert, &s.tls_key) {
+            (Some(cert), Some(key)) => Some(telephony::TlsIdentity {
+                cert_chain_pem: std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?,
+                key_pem: std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
+            }),
+            _ => None,
+        };
+        let algorithms =
+            s.digest_algorithms.iter().filter_map(|a| telephony::DigestAlgorithm::parse(a)).collect();
+        Ok(telephony::SipConfig {
             addr: self.sip_addr,
             base_domain: s.base_domain.to_ascii_lowercase(),
             node_id,
@@ -344,8 +385,13 @@ impl Config {
                 max_connections_per_ip: s.max_connections_per_ip,
                 idle_timeout: Duration::from_secs(s.idle_timeout_secs),
             },
+            registrar: telephony::RegistrarConfig { algorithms, ..telephony::RegistrarConfig::default() },
+            tls_identity,
+            tls_addr: s.tls_addr,
+            ws_addr: s.ws_addr,
+            wss_addr: s.wss_addr,
             ..telephony::SipConfig::default()
-        }
+        })
     }
 
     /// Whether `sip_addr` is the built-in default (then a busy port is a warning, not a failure).

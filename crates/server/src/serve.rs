@@ -98,7 +98,7 @@ async fn start_sip(
     if !config.sip.enabled {
         return Ok(None);
     }
-    match telephony::Telephony::start(config.sip_config(), db.clone(), vault.clone()).await {
+    match telephony::Telephony::start(config.sip_config()?, db.clone(), vault.clone()).await {
         Ok(sip) => Ok(Some(sip)),
         Err(e) if config.sip_addr_is_default() => {
             tracing::error!(error = %e, addr = %config.sip_addr, "SIP is disabled: cannot bind the default SIP address (set --sip-addr or SIVO_SIP_ADDR)");

@@ -20,6 +20,7 @@ mod core;
 mod guard;
 mod policy;
 mod registrar;
+mod secure;
 mod services;
 mod transport;
 mod trunks;
@@ -35,8 +36,10 @@ use tokio::task::JoinHandle;
 pub use crate::core::Outcome;
 pub use crate::guard::GuardConfig;
 pub use crate::registrar::RegistrarConfig;
+pub use crate::secure::TlsIdentity;
 pub use crate::transport::StreamLimits;
 pub use crate::trunks::{TrunkConfig, normalize_cidr, normalize_ip};
+pub use sip::auth::Algorithm as DigestAlgorithm;
 
 /// Settings of the SIP service.
 #[derive(Debug, Clone)]
@@ -52,6 +55,14 @@ pub struct SipConfig {
     pub stream: StreamLimits,
     pub registrar: RegistrarConfig,
     pub trunks: TrunkConfig,
+    /// Certificate for SIP over TLS and WSS.
+    pub tls_identity: Option<TlsIdentity>,
+    /// SIP over TLS (RFC 3261 §26), usually port 5061.
+    pub tls_addr: Option<SocketAddr>,
+    /// SIP over WebSocket (RFC 7118), plain, e.g. behind a TLS-terminating proxy.
+    pub ws_addr: Option<SocketAddr>,
+    /// SIP over secure WebSocket, what browsers use.
+    pub wss_addr: Option<SocketAddr>,
 }
 
 impl Default for SipConfig {
@@ -64,6 +75,10 @@ impl Default for SipConfig {
             stream: StreamLimits::default(),
             registrar: RegistrarConfig::default(),
             trunks: TrunkConfig::default(),
+            tls_identity: None,
+            tls_addr: None,
+            ws_addr: None,
+            wss_addr: None,
         }
     }
 }
@@ -72,6 +87,9 @@ impl Default for SipConfig {
 pub struct Telephony {
     udp_addr: SocketAddr,
     tcp_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+    ws_addr: Option<SocketAddr>,
+    wss_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -80,6 +98,30 @@ impl Telephony {
     /// Binds the sockets and starts the tasks. Fails if the address is taken.
     pub async fn start(config: SipConfig, db: db::Db, vault: vault::Vault) -> std::io::Result<Self> {
         let (udp, tcp) = bind_pair(config.addr).await?;
+        let acceptor = config.tls_identity.as_ref().map(secure::acceptor).transpose()?;
+        let needs_cert = || {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "SIP over TLS and WSS need a certificate and key",
+            )
+        };
+        let mut secure_listeners = Vec::new();
+        for (addr, kind) in [
+            (config.tls_addr, acceptor.clone().map(secure::Kind::Tls)),
+            (config.ws_addr, Some(secure::Kind::Ws)),
+            (config.wss_addr, acceptor.clone().map(secure::Kind::Wss)),
+        ] {
+            let Some(addr) = addr else {
+                secure_listeners.push(None);
+                continue;
+            };
+            let kind = kind.ok_or_else(needs_cert)?;
+            secure_listeners.push(Some((TcpListener::bind(addr).await?, kind)));
+        }
+        let local =
+            |l: &Option<(TcpListener, secure::Kind)>| l.as_ref().and_then(|(l, _)| l.local_addr().ok());
+        let (tls_addr, ws_addr, wss_addr) =
+            (local(&secure_listeners[0]), local(&secure_listeners[1]), local(&secure_listeners[2]));
         let udp_addr = udp.local_addr()?;
         let tcp_addr = tcp.local_addr()?;
         let limits = sip::Limits { max_message_size: config.max_message_bytes, ..sip::Limits::default() };
@@ -114,7 +156,7 @@ impl Telephony {
         let core = core::Core::new(endpoint_config, Arc::new(udp), connections, rx, handle, tu);
         let tasks = vec![
             tokio::spawn(core.run(stop_rx.clone())),
-            tokio::spawn(transport::accept_tcp(tcp, stream_ctx)),
+            tokio::spawn(transport::accept_tcp(tcp, stream_ctx.clone())),
             tokio::spawn(gate.clone().watch_changes(stop_rx.clone())),
             tokio::spawn(gate.keepalive(stop_rx.clone())),
             tokio::spawn(async move {
@@ -123,8 +165,12 @@ impl Telephony {
                 }
             }),
         ];
-        tracing::info!(udp = %udp_addr, tcp = %tcp_addr, "SIP listening");
-        Ok(Self { udp_addr, tcp_addr, stop, tasks })
+        let mut tasks = tasks;
+        for (listener, kind) in secure_listeners.into_iter().flatten() {
+            tasks.push(tokio::spawn(secure::accept(listener, kind, stream_ctx.clone())));
+        }
+        tracing::info!(udp = %udp_addr, tcp = %tcp_addr, tls = ?tls_addr, ws = ?ws_addr, wss = ?wss_addr, "SIP listening");
+        Ok(Self { udp_addr, tcp_addr, tls_addr, ws_addr, wss_addr, stop, tasks })
     }
 
     pub fn udp_addr(&self) -> SocketAddr {
@@ -133,6 +179,18 @@ impl Telephony {
 
     pub fn tcp_addr(&self) -> SocketAddr {
         self.tcp_addr
+    }
+
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws_addr
+    }
+
+    pub fn wss_addr(&self) -> Option<SocketAddr> {
+        self.wss_addr
     }
 
     /// Stops accepting, closes connections and ends every task.

@@ -35,9 +35,11 @@ pub struct RegistrarConfig {
     /// Bindings per extension.
     pub max_bindings: usize,
     pub guard: GuardConfig,
-    /// Digest algorithms challenged with, one WWW-Authenticate each, in this order. MD5
-    /// comes first by default: JsSIP and sipp answer only the first challenge and know only
-    /// MD5, while clients that read every challenge (RFC 8760) still pick SHA-256.
+    /// Digest algorithms challenged with, one WWW-Authenticate each, in this order. Only
+    /// MD5 by default: JsSIP and sipp answer only the first challenge and know only MD5, and
+    /// libre (baresip 1.0, Debian 12) refuses a 401 that carries any non-MD5 challenge.
+    /// Add SHA-256 (RFC 8760) when every client supports it; clients that read all challenges
+    /// then pick it.
     pub algorithms: Vec<auth::Algorithm>,
 }
 
@@ -49,7 +51,7 @@ impl Default for RegistrarConfig {
             default_expires: 600,
             max_bindings: 10,
             guard: GuardConfig::default(),
-            algorithms: vec![auth::Algorithm::Md5, auth::Algorithm::Sha256],
+            algorithms: vec![auth::Algorithm::Md5],
         }
     }
 }

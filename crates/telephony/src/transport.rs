@@ -63,7 +63,7 @@ impl Connections {
     }
 
     /// Registers a connection, or refuses it when a limit is reached.
-    fn register(
+    pub(crate) fn register(
         &self,
         transport: Transport,
         addr: SocketAddr,
@@ -90,7 +90,7 @@ impl Connections {
         Some((id, rx))
     }
 
-    fn remove(&self, id: ConnectionId) {
+    pub(crate) fn remove(&self, id: ConnectionId) {
         let mut t = self.lock();
         if let Some(c) = t.by_id.remove(&id) {
             let key = (c.transport, c.addr);

@@ -29,6 +29,10 @@ struct Setup {
 }
 
 async fn setup(guard: GuardConfig) -> Setup {
+    setup_with(RegistrarConfig { guard, ..RegistrarConfig::default() }).await
+}
+
+async fn setup_with(registrar: RegistrarConfig) -> Setup {
     let db = TestDb::new().await;
     let vault = vault::Vault::from_bytes(&[7u8; 32]);
     let now = Utc::now();
@@ -64,7 +68,7 @@ async fn setup(guard: GuardConfig) -> Setup {
         addr: "127.0.0.1:0".parse().unwrap(),
         base_domain: "sip.test".into(),
         node_id: "test-node".into(),
-        registrar: RegistrarConfig { guard, ..RegistrarConfig::default() },
+        registrar,
         ..SipConfig::default()
     };
     let server = Telephony::start(config, db.db.clone(), vault).await.unwrap();
@@ -296,6 +300,24 @@ async fn bindings_expiry_bounds_unregister_and_indistinguishable_failures() {
     let r = phone.register(&ext, Some("*"), Some(0), Some(PASSWORD)).await;
     assert_eq!(r.status.as_u16(), 200);
     assert!(live_bindings(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn sha256_digest_when_configured() {
+    let algorithms = vec![sip::auth::Algorithm::Sha256, sip::auth::Algorithm::Md5];
+    let s = setup_with(RegistrarConfig { algorithms, ..RegistrarConfig::default() }).await;
+    let mut client = Client::new(s.server.udp_addr()).await;
+    let challenge = client.send(&s.extension, Some("<sip:a@127.0.0.1:5999>"), Some(300), None).await;
+    let offered: Vec<String> = challenge
+        .headers
+        .get_all(&sip::HeaderName::WwwAuthenticate)
+        .map(|v| v.parse::<sip::auth::Challenge>().unwrap().algorithm.to_string())
+        .collect();
+    assert_eq!(offered, ["SHA-256", "MD5"]);
+    // The client picks the strongest challenge (SHA-256) and is let in.
+    let r = client.register(&s.extension, Some("<sip:a@127.0.0.1:5999>"), Some(300), Some(PASSWORD)).await;
+    assert_eq!(r.status.as_u16(), 200);
+    assert_eq!(live_bindings(&s).await.len(), 1);
 }
 
 #[tokio::test]
