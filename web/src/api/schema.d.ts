@@ -4,6 +4,77 @@
  */
 
 export interface paths {
+    "/api/v1/agents": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the tenant's agents and supervisors with their SIP registration state. */
+        get: operations["list_agents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/agents/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One agent with SIP registration state (the agent themselves, supervisors and admins). */
+        get: operations["get_agent"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/agents/{id}/sip-credentials": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The agent's SIP credentials for the softphone (the agent themselves, or an admin). The
+         *     extension and password are issued on the first request.
+         */
+        get: operations["get_sip_credentials"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/agents/{id}/sip-credentials/rotate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Issue a new SIP password (the old one stops working at the next registration refresh). */
+        post: operations["rotate_sip_credentials"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/api-keys": {
         parameters: {
             query?: never;
@@ -141,6 +212,43 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/dids": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the tenant's DIDs. */
+        get: operations["list_dids"];
+        put?: never;
+        /** Add a DID (a number the tenant owns, reached through one of its trunks). */
+        post: operations["create_did"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/dids/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One DID. */
+        get: operations["get_did"];
+        put?: never;
+        post?: never;
+        /** Delete a DID. */
+        delete: operations["delete_did"];
+        options?: never;
+        head?: never;
+        /** Change a DID's number, trunk or destination. */
+        patch: operations["update_did"];
+        trace?: never;
+    };
     "/api/v1/me": {
         parameters: {
             query?: never;
@@ -210,6 +318,43 @@ export interface paths {
         head?: never;
         /** Rename a tenant or change its plan (superadmin). */
         patch: operations["update_tenant"];
+        trace?: never;
+    };
+    "/api/v1/trunks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the tenant's SIP trunks with their live status. */
+        get: operations["list_trunks"];
+        put?: never;
+        /** Add a SIP trunk. */
+        post: operations["create_trunk"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/trunks/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One trunk. */
+        get: operations["get_trunk"];
+        put?: never;
+        post?: never;
+        /** Delete a trunk (refused while DIDs use it). */
+        delete: operations["delete_trunk"];
+        options?: never;
+        head?: never;
+        /** Change a trunk. The status is re-checked by the next keepalive (within 30 s). */
+        patch: operations["update_trunk"];
         trace?: never;
     };
     "/api/v1/users": {
@@ -432,6 +577,18 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        AgentOut: {
+            disabled: boolean;
+            display_name: string;
+            email: string;
+            /** @description Assigned when the SIP credentials are first requested. */
+            extension?: string | null;
+            id: components["schemas"]["UserId"];
+            registration: components["schemas"]["RegistrationOut"];
+            role: components["schemas"]["Role"];
+            /** @description The tenant's SIP domain, `<slug>.<base domain>`. */
+            sip_domain: string;
+        };
         ApiKeyCreatedOut: components["schemas"]["ApiKeyOut"] & {
             /** @description The key itself. It is shown only in this response; SIVO keeps only a hash. */
             key: string;
@@ -522,6 +679,42 @@ export interface components {
             last_status?: number | null;
             reason?: string | null;
         };
+        /**
+         * @description Where calls to a DID go. Queue and flow destinations are placeholders until call routing lands.
+         * @enum {string}
+         */
+        DestinationType: "none" | "queue" | "agent" | "flow";
+        DidIn: {
+            /** Format: uuid */
+            destination_id?: string | null;
+            destination_type?: null | components["schemas"]["DestinationType"];
+            number: string;
+            /** Format: uuid */
+            trunk_id: string;
+        };
+        DidOut: {
+            /** Format: date-time */
+            created_at: string;
+            /** Format: uuid */
+            destination_id?: string | null;
+            destination_type: components["schemas"]["DestinationType"];
+            /** Format: uuid */
+            id: string;
+            /** @description E.164, e.g. `+4930123456`. */
+            number: string;
+            /** Format: uuid */
+            trunk_id: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        DidPatch: {
+            /** Format: uuid */
+            destination_id?: string | null;
+            destination_type?: null | components["schemas"]["DestinationType"];
+            number?: string | null;
+            /** Format: uuid */
+            trunk_id?: string | null;
+        };
         EndpointIn: {
             description?: string | null;
             enabled?: boolean | null;
@@ -592,6 +785,23 @@ export interface components {
             user?: null | components["schemas"]["UserOut"];
         };
         /** @description One page of a list. */
+        PageOut_AgentOut: {
+            items: {
+                disabled: boolean;
+                display_name: string;
+                email: string;
+                /** @description Assigned when the SIP credentials are first requested. */
+                extension?: string | null;
+                id: components["schemas"]["UserId"];
+                registration: components["schemas"]["RegistrationOut"];
+                role: components["schemas"]["Role"];
+                /** @description The tenant's SIP domain, `<slug>.<base domain>`. */
+                sip_domain: string;
+            }[];
+            /** @description Pass as `cursor` to get the next page; absent on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
         PageOut_ApiKeyOut: {
             items: {
                 /** Format: date-time */
@@ -654,6 +864,26 @@ export interface components {
             next_cursor?: string | null;
         };
         /** @description One page of a list. */
+        PageOut_DidOut: {
+            items: {
+                /** Format: date-time */
+                created_at: string;
+                /** Format: uuid */
+                destination_id?: string | null;
+                destination_type: components["schemas"]["DestinationType"];
+                /** Format: uuid */
+                id: string;
+                /** @description E.164, e.g. `+4930123456`. */
+                number: string;
+                /** Format: uuid */
+                trunk_id: string;
+                /** Format: date-time */
+                updated_at: string;
+            }[];
+            /** @description Pass as `cursor` to get the next page; absent on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
         PageOut_EndpointOut: {
             items: {
                 /** Format: date-time */
@@ -685,6 +915,39 @@ export interface components {
                 slug: string;
                 /** Format: date-time */
                 updated_at: string;
+            }[];
+            /** @description Pass as `cursor` to get the next page; absent on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        PageOut_TrunkOut: {
+            items: {
+                /** @description Inbound INVITEs are accepted only from these networks (the packet's source address). */
+                allowed_cidrs: string[];
+                /** Format: date-time */
+                created_at: string;
+                has_password: boolean;
+                host: string;
+                /** Format: uuid */
+                id: string;
+                /** @description Ping the carrier with OPTIONS to keep `status` current. */
+                keepalive: boolean;
+                name: string;
+                /** Format: int32 */
+                port: number;
+                /** @description Register to the carrier with the credentials. */
+                register: boolean;
+                status: components["schemas"]["TrunkStatus"];
+                /** Format: date-time */
+                status_changed_at?: string | null;
+                /** @description Why the status is FAIL: `timeout`, `401 bad credentials`, `403 forbidden …`, `503 …`. */
+                status_reason?: string | null;
+                /** @description `udp`, `tcp` or `tls`. */
+                transport: string;
+                /** Format: date-time */
+                updated_at: string;
+                /** @description Outbound credentials user name; the password is never shown. */
+                username?: string | null;
             }[];
             /** @description Pass as `cursor` to get the next page; absent on the last page. */
             next_cursor?: string | null;
@@ -728,6 +991,27 @@ export interface components {
             title: string;
             type: string;
         };
+        RegistrationOut: {
+            /**
+             * Format: int64
+             * @description Live bindings (devices) of the extension.
+             */
+            bindings: number;
+            /**
+             * Format: date-time
+             * @description When the last binding expires unless refreshed.
+             */
+            expires_at?: string | null;
+            state: components["schemas"]["RegistrationState"];
+            /** @description Of the most recent binding: `udp`, `tcp`, `tls`, `ws` or `wss`. */
+            transport?: string | null;
+            user_agent?: string | null;
+        };
+        /**
+         * @description Whether the agent's softphone is registered (the green/red icon).
+         * @enum {string}
+         */
+        RegistrationState: "green" | "red";
         RetryIn: {
             /** @description Deliveries to retry; omit to retry the whole dead-letter queue of this endpoint. */
             delivery_ids?: string[] | null;
@@ -742,6 +1026,19 @@ export interface components {
          * @enum {string}
          */
         Role: "agent" | "supervisor" | "admin" | "superadmin";
+        /** @description What a softphone needs to register. */
+        SipCredentialsOut: {
+            /** @description SIP domain and Digest realm. */
+            domain: string;
+            extension: string;
+            password: string;
+            /** @description `sip:<extension>@<domain>`. */
+            uri: string;
+            /** @description Digest user name (the extension). */
+            username: string;
+            /** @description Where the browser softphone connects (SIP over secure WebSocket), if configured. */
+            wss_url?: string | null;
+        };
         /**
          * Format: uuid
          * @description A tenant: the unit of isolation. Every tenant row carries one.
@@ -800,6 +1097,71 @@ export interface components {
             /** @description The shared secret in base32, for manual entry. */
             secret: string;
         };
+        TrunkIn: {
+            /** @description IPv4 and IPv6 networks (`185.45.152.0/24`, `2001:db8::/32`) or single addresses. */
+            allowed_cidrs: string[];
+            /** @description Carrier host name or IP address. */
+            host: string;
+            keepalive?: boolean | null;
+            name: string;
+            password?: string | null;
+            /**
+             * Format: int32
+             * @description Default 5060 (5061 for tls).
+             */
+            port?: number | null;
+            register?: boolean | null;
+            /** @description `udp` (default), `tcp` or `tls`. */
+            transport?: string | null;
+            username?: string | null;
+        };
+        TrunkOut: {
+            /** @description Inbound INVITEs are accepted only from these networks (the packet's source address). */
+            allowed_cidrs: string[];
+            /** Format: date-time */
+            created_at: string;
+            has_password: boolean;
+            host: string;
+            /** Format: uuid */
+            id: string;
+            /** @description Ping the carrier with OPTIONS to keep `status` current. */
+            keepalive: boolean;
+            name: string;
+            /** Format: int32 */
+            port: number;
+            /** @description Register to the carrier with the credentials. */
+            register: boolean;
+            status: components["schemas"]["TrunkStatus"];
+            /** Format: date-time */
+            status_changed_at?: string | null;
+            /** @description Why the status is FAIL: `timeout`, `401 bad credentials`, `403 forbidden …`, `503 …`. */
+            status_reason?: string | null;
+            /** @description `udp`, `tcp` or `tls`. */
+            transport: string;
+            /** Format: date-time */
+            updated_at: string;
+            /** @description Outbound credentials user name; the password is never shown. */
+            username?: string | null;
+        };
+        TrunkPatch: {
+            allowed_cidrs?: string[] | null;
+            host?: string | null;
+            keepalive?: boolean | null;
+            name?: string | null;
+            /** @description An empty string removes the password. */
+            password?: string | null;
+            /** Format: int32 */
+            port?: number | null;
+            register?: boolean | null;
+            transport?: string | null;
+            /** @description An empty string removes the user name (and the password). */
+            username?: string | null;
+        };
+        /**
+         * @description Keepalive status of a trunk.
+         * @enum {string}
+         */
+        TrunkStatus: "UNKNOWN" | "OK" | "FAIL";
         /**
          * Format: uuid
          * @description A user of any role (agents are users with role agent or supervisor).
@@ -847,6 +1209,117 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    list_agents: {
+        parameters: {
+            query?: {
+                /** @description Opaque cursor from a previous page's `next_cursor`. */
+                cursor?: string | null;
+                /** @description Page size, 1 to 200 (default 50). */
+                limit?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PageOut_AgentOut"];
+                };
+            };
+        };
+    };
+    get_agent: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["schemas"]["UserId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AgentOut"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_sip_credentials: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["schemas"]["UserId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SipCredentialsOut"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    rotate_sip_credentials: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["schemas"]["UserId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SipCredentialsOut"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     list_keys: {
         parameters: {
             query?: {
@@ -1093,6 +1566,167 @@ export interface operations {
             };
         };
     };
+    list_dids: {
+        parameters: {
+            query?: {
+                /** @description Opaque cursor from a previous page's `next_cursor`. */
+                cursor?: string | null;
+                /** @description Page size, 1 to 200 (default 50). */
+                limit?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PageOut_DidOut"];
+                };
+            };
+        };
+    };
+    create_did: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DidIn"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DidOut"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_did: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DidOut"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_did: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    update_did: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DidPatch"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DidOut"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     me: {
         parameters: {
             query?: never;
@@ -1271,6 +1905,175 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_trunks: {
+        parameters: {
+            query?: {
+                /** @description Opaque cursor from a previous page's `next_cursor`. */
+                cursor?: string | null;
+                /** @description Page size, 1 to 200 (default 50). */
+                limit?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PageOut_TrunkOut"];
+                };
+            };
+        };
+    };
+    create_trunk: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TrunkIn"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TrunkOut"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_trunk: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TrunkOut"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_trunk: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    update_trunk: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TrunkPatch"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TrunkOut"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
