@@ -12,6 +12,11 @@
 #                            commit → receiver latency at half that rate, against the receiver
 #                            loaded directly by the same client (the reference).
 #
+#   scripts/bench.sh sip     RFC 7502 style: the highest rate sipp sustains with zero failed calls for
+#                            BENCH_SECONDS (default 30 here) of REGISTER with Digest auth (401, then
+#                            200; bindings in PostgreSQL) and of OPTIONS, against Kamailio from Debian
+#                            (stateful registrar: tm, auth, usrloc in memory) on the same CPU, as ratios.
+#
 # Every load is bounded in time (BENCH_SECONDS, default 20) and only touches 127.0.0.1.
 # The server (and its PostgreSQL) are pinned to CPU 1, the load generators to CPU 0.
 set -euo pipefail
@@ -107,5 +112,75 @@ webhooks)
   # Outbox → worker → HTTPS receiver, against the same receiver loaded directly (reference).
   cargo bench --locked -p webhooks --bench delivery | tee "$out/webhooks.txt"
   ;;
-*) echo "usage: scripts/bench.sh api|webhooks" >&2; exit 2 ;;
+sip)
+  secs=${BENCH_SECONDS:-30}
+  for tool in sipp:sip-tester kamailio:kamailio; do
+    command -v "${tool%%:*}" >/dev/null || { ${SUDO:-} apt-get update -qq; ${SUDO:-} apt-get install -y -qq "${tool#*:}"; }
+  done
+  free_port() { python3 -c 'import socket
+while True:
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); p = u.getsockname()[1]
+    t = socket.socket()
+    try:
+        t.bind(("127.0.0.1", p)); print(p); break
+    except OSError: pass'; }
+  sip_port=$(free_port); kam_port=$(free_port)
+  SIVO_SIP__BASE_DOMAIN=sip.bench $pin_server "$sivo" serve --data-dir "$data" --http-addr "127.0.0.1:$port" \
+    --sip-addr "127.0.0.1:$sip_port" >"$out/sip-server.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
+  "$sivo" tenant create --slug bench --name Bench --data-dir "$data" >/dev/null
+  echo 'correct-horse-battery' | "$sivo" user create --tenant bench --email agent@bench.example --role agent --password-stdin --data-dir "$data" >/dev/null
+  token=$(curl -sf "http://127.0.0.1:$port/api/v1/auth/login" -H 'content-type: application/json' \
+    -d '{"email":"agent@bench.example","password":"correct-horse-battery"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  me=$(curl -sf "http://127.0.0.1:$port/api/v1/me" -H "authorization: Bearer $token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["user"]["id"])')
+  read -r ext password < <(curl -sf "http://127.0.0.1:$port/api/v1/agents/$me/sip-credentials" -H "authorization: Bearer $token" \
+    | python3 -c 'import json,sys; c=json.load(sys.stdin); print(c["extension"], c["password"])')
+
+  # Kamailio with the same password for the same user, bound to the same CPU as sivo.
+  sed -e "s/LISTEN/127.0.0.1:$kam_port/" -e "s/PASSWORD/$password/" scripts/bench/kamailio.cfg >"$data/kamailio.cfg"
+  $pin_server kamailio -f "$data/kamailio.cfg" -DD -E -m 256 -M 32 >"$out/sip-kamailio.log" 2>&1 &
+  kam_pid=$!
+  trap 'kill "$kam_pid" 2>/dev/null; cleanup' EXIT
+  sleep 1
+
+  # One trial: $rate calls/s for $secs; passes with zero failed calls at (nearly) the asked rate.
+  trial() { # target scenario rate
+    local target=$1 scenario=$2 rate=$3 calls=$(( $3 * secs )) start end rc
+    start=$(date +%s.%N)
+    $pin_load sipp "$target" -sf "$scenario" -r "$rate" -m "$calls" -l $(( rate * 4 + 100 )) -s "$ext" -au "$ext" -ap "$password" \
+      -key domain bench.sip.bench -i 127.0.0.1 -p "$(free_port)" -nostdin -timeout "$(( secs * 3 + 30 ))s" \
+      -timeout_error >"$out/sip-trial.log" 2>&1 && rc=0 || rc=$?
+    end=$(date +%s.%N)
+    python3 -c "import sys; sys.exit(0 if $rc == 0 and $calls / ($end - $start) >= 0.9 * $rate else 1)"
+  }
+  # Double until a trial fails, then bisect: the highest passing rate.
+  max_rate() { # target scenario
+    local lo=0 hi=250 mid
+    while trial "$1" "$2" "$hi"; do lo=$hi; hi=$(( hi * 2 )); [[ $hi -gt 64000 ]] && break; done
+    for _ in 1 2 3 4; do
+      mid=$(( (lo + hi) / 2 )); [[ $mid -le $lo ]] && break
+      if trial "$1" "$2" "$mid"; then lo=$mid; else hi=$mid; fi
+    done
+    echo "$lo"
+  }
+  reg=scripts/bench/sip-register.xml; opt=scripts/bench/sip-options.xml
+  sivo_reg=$(max_rate "127.0.0.1:$sip_port" "$reg"); kam_reg=$(max_rate "127.0.0.1:$kam_port" "$reg")
+  sivo_opt=$(max_rate "127.0.0.1:$sip_port" "$opt"); kam_opt=$(max_rate "127.0.0.1:$kam_port" "$opt")
+  python3 - "$out" "$secs" "$sivo_reg" "$kam_reg" "$sivo_opt" "$kam_opt" <<'PY'
+import json, platform, sys
+out, secs, sreg, kreg, sopt, kopt = sys.argv[1], int(sys.argv[2]), *map(int, sys.argv[3:])
+ratio = lambda a, b: round(a / b, 3) if b else None
+result = {
+    "cpu": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": "),
+    "kernel": platform.release(), "seconds_per_trial": secs,
+    "register_digest_per_s": {"sivo": sreg, "kamailio": kreg, "ratio": ratio(sreg, kreg)},
+    "options_per_s": {"sivo": sopt, "kamailio": kopt, "ratio": ratio(sopt, kopt)},
+}
+json.dump(result, open(f"{out}/sip.json", "w"), indent=2)
+print(f"REGISTER (digest)  sivo {sreg:6d}/s  kamailio {kreg:6d}/s  ratio {result['register_digest_per_s']['ratio']}")
+print(f"OPTIONS            sivo {sopt:6d}/s  kamailio {kopt:6d}/s  ratio {result['options_per_s']['ratio']}")
+PY
+  ;;
+*) echo "usage: scripts/bench.sh api|webhooks|sip" >&2; exit 2 ;;
 esac
