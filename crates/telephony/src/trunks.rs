@@ -63,6 +63,8 @@ pub(crate) struct TrunkEntry {
     transport: String,
     cidrs: Vec<IpNet>,
     keepalive: bool,
+    /// Register to the carrier with the credentials.
+    register: bool,
     credentials: Option<(String, String)>,
 }
 
@@ -92,6 +94,7 @@ pub(crate) struct Trunks {
     /// Trunks with a ping in flight: one at a time each, so a late timeout can never
     /// overwrite a newer answer.
     pinging: std::sync::Mutex<std::collections::HashSet<Uuid>>,
+    registrations: std::sync::Mutex<HashMap<Uuid, Registration>>,
 }
 
 /// Canonical form of an address for matching: IPv4-mapped IPv6 becomes IPv4.
@@ -117,6 +120,7 @@ impl Trunks {
             config,
             index: RwLock::new(HashMap::new()),
             pinging: std::sync::Mutex::new(std::collections::HashSet::new()),
+            registrations: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -156,6 +160,7 @@ impl Trunks {
                     transport: row.transport,
                     cidrs,
                     keepalive: row.keepalive,
+                    register: row.register,
                     credentials: row.username.zip(password),
                 })
             })
@@ -268,7 +273,7 @@ impl Trunks {
                 _ = tick.tick() => {}
                 () = crate::stopped(&mut stop) => return,
             }
-            for trunk in self.entries().into_iter().filter(|t| t.keepalive) {
+            for trunk in self.entries().into_iter().filter(|t| t.keepalive || t.register) {
                 let fresh =
                     self.pinging.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(trunk.id);
                 if !fresh {
@@ -317,7 +322,8 @@ impl Trunks {
         Ok(())
     }
 
-    /// One OPTIONS round; returns the status and, for `fail`, why.
+    /// One keepalive round: the outbound registration when it is due, then OPTIONS. Returns
+    /// the status and, for `fail`, why.
     async fn ping(&self, trunk: &TrunkEntry) -> (&'static str, Option<String>) {
         let target = match tokio::net::lookup_host((trunk.host.as_str(), trunk.port)).await {
             Ok(mut addrs) => match addrs.next() {
@@ -335,8 +341,47 @@ impl Trunks {
             _ => return ("fail", Some("tls trunks are not supported yet".into())),
         };
         let local = local_addr_towards(target, &self.streams).await;
+        if trunk.register && trunk.credentials.is_some() && self.registration_due(trunk.id) {
+            match self.exchange(trunk, &peer, local, Method::Register).await {
+                ("ok", _) => self.registered(trunk.id),
+                (_, reason) => {
+                    return ("fail", Some(format!("registration: {}", reason.unwrap_or_default())));
+                }
+            }
+        }
+        self.exchange(trunk, &peer, local, Method::Options).await
+    }
+
+    fn registration_due(&self, trunk: Uuid) -> bool {
+        let state = self.registrations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.get(&trunk).and_then(|r| r.refresh_at).is_none_or(|t| t <= std::time::Instant::now())
+    }
+
+    fn registered(&self, trunk: Uuid) {
+        let mut state = self.registrations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = state.entry(trunk).or_default();
+        // Refresh at half the granted expiry (RFC 3261 §10.2.4 suggests before it runs out).
+        entry.refresh_at =
+            Some(std::time::Instant::now() + Duration::from_secs(u64::from(REGISTER_EXPIRES / 2)));
+    }
+
+    fn next_cseq(&self, trunk: Uuid) -> u32 {
+        let mut state = self.registrations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = state.entry(trunk).or_default();
+        entry.cseq = entry.cseq.wrapping_add(1).max(1);
+        entry.cseq
+    }
+
+    /// One request (with one Digest retry) and what its answer says about the trunk.
+    async fn exchange(
+        &self,
+        trunk: &TrunkEntry,
+        peer: &Peer,
+        local: SocketAddr,
+        method: Method,
+    ) -> (&'static str, Option<String>) {
         let mut client = trunk.credentials.as_ref().map(|(u, p)| DigestClient::new(u.clone(), p.clone()));
-        let mut request = self.options_request(trunk, &peer, local);
+        let mut request = self.request(trunk, peer, local, &method);
         for attempt in 0..2 {
             let outcome = tokio::time::timeout(
                 self.config.keepalive_timeout,
@@ -356,7 +401,7 @@ impl Trunks {
                     let challenge = DigestClient::select_challenge(&response);
                     match (attempt, client.as_mut(), challenge) {
                         (0, Some(c), Some(challenge)) => {
-                            request = self.options_request(trunk, &peer, local);
+                            request = self.request(trunk, peer, local, &method);
                             let cnonce = format!("{:016x}", rand::random::<u64>());
                             c.authorize_request(&mut request, &challenge, code == 407, &cnonce);
                         }
@@ -374,17 +419,18 @@ impl Trunks {
                 }
                 408 => return ("fail", Some("408 timeout".into())),
                 500..=699 => return ("fail", Some(format!("{code} {}", response.reason))),
-                // Any other answer means the carrier is up and talking SIP.
-                _ => return ("ok", None),
+                // Any other answer to OPTIONS means the carrier is up and talking SIP.
+                _ if method == Method::Options => return ("ok", None),
+                _ => return ("fail", Some(format!("{code} {}", response.reason))),
             }
         }
         ("fail", Some("authentication failed".into()))
     }
 
-    fn options_request(&self, trunk: &TrunkEntry, peer: &Peer, local: SocketAddr) -> Request {
+    fn request(&self, trunk: &TrunkEntry, peer: &Peer, local: SocketAddr, method: &Method) -> Request {
         let host = host_of(&trunk.host);
         let uri = SipUri::new(host.clone()).with_port(trunk.port);
-        let mut request = Request::new(Method::Options, Uri::Sip(uri.clone()));
+        let mut request = Request::new(method.clone(), Uri::Sip(uri));
         let branch = format!(
             "{}{:016x}{:016x}",
             sip::BRANCH_MAGIC_COOKIE,
@@ -395,19 +441,43 @@ impl Trunks {
         via.params.set("rport", None);
         request.headers.push(HeaderName::Via, via.to_string());
         request.headers.push(HeaderName::MaxForwards, "70");
-        request.headers.push(
-            HeaderName::From,
-            format!("<sip:keepalive@{}>;tag={:016x}", self.base_domain, rand::random::<u64>()),
-        );
-        request.headers.push(HeaderName::To, format!("<{}>", Uri::Sip(SipUri::new(host))));
-        request.headers.push(
-            HeaderName::CallId,
-            format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>()),
-        );
-        request.headers.push(HeaderName::CSeq, "1 OPTIONS");
+        if *method == Method::Register {
+            // The account at the carrier registers our address (RFC 3261 §10.2).
+            let user = trunk.credentials.as_ref().map(|(u, _)| u.as_str()).unwrap_or("sivo");
+            let aor = Uri::Sip(SipUri::new(host).with_user(user));
+            request.headers.push(HeaderName::From, format!("<{aor}>;tag={:016x}", rand::random::<u64>()));
+            request.headers.push(HeaderName::To, format!("<{aor}>"));
+            request.headers.push(HeaderName::CallId, format!("reg-{}@sivo", trunk.id.simple()));
+            request.headers.push(HeaderName::CSeq, format!("{} REGISTER", self.next_cseq(trunk.id)));
+            let contact = Uri::Sip(SipUri::new(host_ip(local.ip())).with_user(user).with_port(local.port()));
+            request.headers.push(HeaderName::Contact, format!("<{contact}>"));
+            request.headers.push(HeaderName::Expires, REGISTER_EXPIRES.to_string());
+        } else {
+            request.headers.push(
+                HeaderName::From,
+                format!("<sip:keepalive@{}>;tag={:016x}", self.base_domain, rand::random::<u64>()),
+            );
+            request.headers.push(HeaderName::To, format!("<{}>", Uri::Sip(SipUri::new(host))));
+            request.headers.push(
+                HeaderName::CallId,
+                format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>()),
+            );
+            request.headers.push(HeaderName::CSeq, "1 OPTIONS");
+        }
         request.headers.push(HeaderName::UserAgent, format!("SIVO/{}", env!("CARGO_PKG_VERSION")));
         request
     }
+}
+
+/// Expiry asked for in outbound registrations to carriers (seconds).
+const REGISTER_EXPIRES: u32 = 300;
+
+/// Outbound registration state of one trunk.
+#[derive(Default)]
+struct Registration {
+    /// None until the first successful registration.
+    refresh_at: Option<std::time::Instant>,
+    cseq: u32,
 }
 
 fn host_ip(ip: IpAddr) -> Host {

@@ -22,6 +22,11 @@ struct Setup {
 }
 
 async fn setup(carrier_port: u16, cidrs: &[&str]) -> Setup {
+    setup_with(carrier_port, cidrs, None).await
+}
+
+/// With `register`: outbound registration as `trunkuser` with this password.
+async fn setup_with(carrier_port: u16, cidrs: &[&str], register: Option<&str>) -> Setup {
     let db = TestDb::new().await;
     let vault = vault::Vault::from_bytes(&[7u8; 32]);
     let now = Utc::now();
@@ -37,15 +42,16 @@ async fn setup(carrier_port: u16, cidrs: &[&str]) -> Setup {
     let trunk = Uuid::new_v4();
     let cidrs: Vec<String> = cidrs.iter().map(|c| (*c).to_owned()).collect();
     let mut tx = db.db.tenant_tx(tenant).await.unwrap();
+    let password_enc = register.map(|p| vault.encrypt(p.as_bytes(), &format!("sip-trunk-password:{trunk}")));
     let fields = db::trunks::TrunkFields {
         name: "carrier",
         host: "127.0.0.1",
         port: i32::from(carrier_port),
         transport: "udp",
         allowed_cidrs: &cidrs,
-        username: None,
-        password_enc: None,
-        register: false,
+        username: register.map(|_| "trunkuser"),
+        password_enc: password_enc.as_deref(),
+        register: register.is_some(),
         keepalive: true,
     };
     db::trunks::create_trunk(&mut tx, trunk, tenant, &fields, now).await.unwrap();
@@ -202,4 +208,40 @@ async fn answers_survive_packet_loss_through_retransmissions() {
     let t = args.iter().position(|a| a == "-timeout").unwrap();
     args[t + 1] = "60s".into();
     assert!(common::run(args).await, "every call completes despite losses");
+}
+
+fn registrar_args(port: u16, password: &str) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(format!("{}/tests/sipp/registrar_uas.xml", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .replace("PASSWORD", password);
+    let path = common::work_dir().join(format!("registrar-{}.xml", Uuid::new_v4().simple()));
+    std::fs::write(&path, text).unwrap();
+    vec![
+        "-sf".into(),
+        path.display().to_string(),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+        "-timeout".into(),
+        "60s".into(),
+    ]
+}
+
+#[tokio::test]
+async fn outbound_registration_with_digest_and_bad_credentials_are_reported() {
+    // The carrier knows "trunk-pass"; SIVO has it right: registered, then OPTIONS OK.
+    let port = common::free_udp_port("127.0.0.1");
+    let _carrier = common::Background::start(&registrar_args(port, "trunk-pass"));
+    let s = setup_with(port, &["127.0.0.2/32"], Some("trunk-pass")).await;
+    assert_eq!(wait_status(&s, "ok", Duration::from_secs(15)).await, ("ok".to_owned(), None));
+
+    // A carrier expecting another password refuses the registration: FAIL with the reason.
+    let port = common::free_udp_port("127.0.0.1");
+    let _carrier = common::Background::start(&registrar_args(port, "other-pass"));
+    let s = setup_with(port, &["127.0.0.2/32"], Some("trunk-pass")).await;
+    let (status, reason) = wait_status(&s, "fail", Duration::from_secs(15)).await;
+    assert_eq!(status, "fail");
+    assert!(reason.as_deref().unwrap_or_default().starts_with("registration: 403"), "{reason:?}");
 }
