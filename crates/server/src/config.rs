@@ -40,6 +40,8 @@ pub(crate) struct SipSettings {
     /// Names this process in registration bindings; default: the host name.
     pub(crate) node_id: Option<String>,
     pub(crate) max_message_bytes: usize,
+    /// Live SIP server transactions (about 1 KB each); beyond it, 503.
+    pub(crate) max_transactions: usize,
     pub(crate) max_connections: usize,
     pub(crate) max_connections_per_ip: usize,
     /// Stream connections silent for this long are closed.
@@ -160,6 +162,7 @@ impl Default for Config {
                 base_domain: "sip.localhost".into(),
                 node_id: None,
                 max_message_bytes: 64 * 1024,
+                max_transactions: 200_000,
                 max_connections: 10_000,
                 max_connections_per_ip: 100,
                 idle_timeout_secs: 3600,
@@ -274,8 +277,14 @@ impl Config {
         if !(1500..=1024 * 1024).contains(&s.max_message_bytes) {
             bail!("sip.max_message_bytes must be between 1500 and 1048576");
         }
-        if s.max_connections == 0 || s.max_connections_per_ip == 0 || s.idle_timeout_secs == 0 {
-            bail!("sip.max_connections, max_connections_per_ip and idle_timeout_secs must be at least 1");
+        if s.max_connections == 0
+            || s.max_connections_per_ip == 0
+            || s.idle_timeout_secs == 0
+            || s.max_transactions == 0
+        {
+            bail!(
+                "sip.max_transactions, max_connections, max_connections_per_ip and idle_timeout_secs must be at least 1"
+            );
         }
         let domain_ok = !s.base_domain.is_empty()
             && s.base_domain.len() <= 200
@@ -380,6 +389,7 @@ impl Config {
             base_domain: s.base_domain.to_ascii_lowercase(),
             node_id,
             max_message_bytes: s.max_message_bytes,
+            max_transactions: s.max_transactions,
             stream: telephony::StreamLimits {
                 max_connections: s.max_connections,
                 max_connections_per_ip: s.max_connections_per_ip,

@@ -132,7 +132,10 @@ impl Core {
                         // Bare CRLF keep-alives (RFC 5626 §4.4.1 uses STUN; some phones send CRLF).
                         let bytes = buf.get(..n).unwrap_or_default();
                         if !bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
-                            self.endpoint.handle_datagram(StdInstant::now(), peer, bytes);
+                            match sip::parse_datagram_with(bytes, &self.endpoint.config().limits) {
+                                Ok(message) => self.message(StdInstant::now(), peer, message),
+                                Err(error) => self.endpoint.handle_parse_error(peer, &error),
+                            }
                         }
                     }
                 }
@@ -159,7 +162,7 @@ impl Core {
     fn command(&mut self, command: Command) {
         let now = StdInstant::now();
         match command {
-            Command::Message { peer, message } => self.endpoint.handle_message(now, peer, message),
+            Command::Message { peer, message } => self.message(now, peer, message),
             Command::ParseError { peer, error } => self.endpoint.handle_parse_error(peer, &error),
             Command::Closed { id } => self.tu.on_connection_closed(id),
             Command::Respond { transaction, response } => self.respond(transaction, response),
@@ -174,6 +177,25 @@ impl Core {
                 }
             },
         }
+    }
+
+    /// A received message. OPTIONS that need no application answer are answered statelessly
+    /// (RFC 3261 §8.2.7), like Kamailio's `sl_send_reply`: a keepalive ping then costs no
+    /// transaction kept for Timer J (32 s over UDP); a retransmission gets the same answer.
+    fn message(&mut self, now: StdInstant, peer: Peer, message: Message) {
+        if let Message::Request(request) = &message
+            && request.method == sip::Method::Options
+            && sip::check_request(request).is_ok()
+            && crate::policy::precheck(request).is_none()
+            && let Some(mut response) = crate::policy::simple(request)
+        {
+            stamp_received(&mut response, peer.addr);
+            response.set_to_tag(&stateless_tag(request));
+            response.headers.push(HeaderName::Server, self.server_header.clone());
+            self.endpoint.send_stateless(peer, &Message::Response(response));
+            return;
+        }
+        self.endpoint.handle_message(now, peer, message);
     }
 
     fn respond(&mut self, transaction: TransactionId, mut response: Response) {
@@ -254,6 +276,32 @@ impl Core {
             _ => {}
         }
     }
+}
+
+/// Fills `received`/`rport` in the response's top Via from the packet's source (RFC 3581), as
+/// the transaction layer does for requests it keeps.
+fn stamp_received(response: &mut Response, source: SocketAddr) {
+    let Ok(mut via) = response.headers.top_via() else { return };
+    via.set_received(source);
+    let Some(first) = response.headers.get(&HeaderName::Via).map(str::to_owned) else { return };
+    // Keep any further Via values that shared the first line.
+    let rest = first.split_once(',').map(|(_, r)| r.trim().to_owned());
+    let line = match rest {
+        Some(r) if !r.is_empty() => format!("{via}, {r}"),
+        _ => via.to_string(),
+    };
+    response.headers.replace_first(&HeaderName::Via, line);
+}
+
+/// The same To tag for every retransmission of a request (§8.2.7): a hash of what identifies it.
+fn stateless_tag(request: &Request) -> String {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    request.headers.call_id().unwrap_or_default().hash(&mut h);
+    request.headers.from().ok().and_then(|f| f.tag().map(str::to_owned)).hash(&mut h);
+    request.headers.top_via().ok().and_then(|v| v.branch().map(str::to_owned)).hash(&mut h);
+    request.headers.cseq().map(|c| c.seq).unwrap_or_default().hash(&mut h);
+    format!("{:016x}", h.finish())
 }
 
 async fn send_udp(socket: &UdpSocket, payload: &[u8], addr: SocketAddr) -> bool {

@@ -52,6 +52,9 @@ pub struct SipConfig {
     pub node_id: String,
     /// Largest SIP message accepted on any transport.
     pub max_message_bytes: usize,
+    /// Live server transactions (about 1 KB each; a non-INVITE one lives 32 s over UDP after
+    /// its answer). Beyond it, new requests get 503 with Retry-After.
+    pub max_transactions: usize,
     pub stream: StreamLimits,
     pub registrar: RegistrarConfig,
     pub trunks: TrunkConfig,
@@ -72,6 +75,7 @@ impl Default for SipConfig {
             base_domain: "sip.localhost".into(),
             node_id: "node-1".into(),
             max_message_bytes: 64 * 1024,
+            max_transactions: 200_000,
             stream: StreamLimits::default(),
             registrar: RegistrarConfig::default(),
             trunks: TrunkConfig::default(),
@@ -152,7 +156,11 @@ impl Telephony {
             config.trunks.clone(),
         ));
         let tu = Arc::new(services::Services { registrar: registrar.clone(), gate: gate.clone() });
-        let endpoint_config = EndpointConfig { limits, ..EndpointConfig::default() };
+        let endpoint_config = EndpointConfig {
+            limits,
+            max_server_transactions: config.max_transactions,
+            ..EndpointConfig::default()
+        };
         let core = core::Core::new(endpoint_config, Arc::new(udp), connections, rx, handle, tu);
         let tasks = vec![
             tokio::spawn(core.run(stop_rx.clone())),

@@ -190,14 +190,13 @@ impl Registrar {
             return Ok(Response::for_request(request, StatusCode::FORBIDDEN));
         }
         let tenant = self.tenant_for(&realm).await?;
-        let account = match tenant {
+        // One tenant transaction: the account lookup and, if authorized, the bindings.
+        let (account, tx) = match tenant {
             Some(t) if credentials.username == extension => {
                 let mut tx = self.db.tenant_tx(t).await?;
-                let account = db::sip::find_by_extension(&mut tx, &extension).await?;
-                tx.commit().await?;
-                account
+                (db::sip::find_by_extension(&mut tx, &extension).await?, Some(tx))
             }
-            _ => None,
+            _ => (None, None),
         };
         let ha1 = account
             .as_ref()
@@ -212,10 +211,16 @@ impl Registrar {
                 auth::ha1(credentials.algorithm, &credentials.username, &realm, "\u{0}no-account")
             });
         let verdict = self.with_realm(&realm, |a| a.verify(SystemTime::now(), request, &credentials, &ha1));
-        match (verdict, account, tenant) {
-            (Verification::Authorized, Some(account), Some(tenant)) => {
-                self.bindings(request, peer, tenant, UserId(account.user_id)).await
+        let tx = match (verdict, &account, tenant, tx) {
+            (Verification::Authorized, Some(account), Some(tenant), Some(tx)) => {
+                return self.bindings(tx, request, peer, tenant, UserId(account.user_id)).await;
             }
+            (.., tx) => tx,
+        };
+        if let Some(tx) = tx {
+            tx.commit().await?;
+        }
+        match (verdict, account, tenant) {
             (Verification::Stale, Some(_), Some(_)) => Ok(self.challenge(request, &realm, true)),
             (Verification::Failed(AuthFailure::UriMismatch), ..) => {
                 Ok(Response::for_request(request, StatusCode::BAD_REQUEST)
@@ -234,6 +239,7 @@ impl Registrar {
     /// Applies the REGISTER's bindings (authenticated for `user`) and lists the result.
     async fn bindings(
         &self,
+        mut tx: db::Tx,
         request: &Request,
         peer: &Peer,
         tenant: TenantId,
@@ -262,7 +268,6 @@ impl Registrar {
         let source = peer.addr.to_string();
         let transport = peer.transport.as_str().to_ascii_lowercase();
         let connection_id = peer.connection.map(|c| c.0 as i64);
-        let mut tx = self.db.tenant_tx(tenant).await?;
         db::sip::remove_bindings(&mut tx, user, Some(now)).await?;
         if let Contacts::Wildcard = contacts {
             db::sip::remove_bindings(&mut tx, user, None).await?;

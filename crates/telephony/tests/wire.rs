@@ -254,6 +254,11 @@ async fn options_over_udp_carries_received_and_rport_and_tcp_reuses_the_connecti
     assert_eq!(via.received(), Some("127.0.0.1".parse().unwrap()));
     assert_eq!(via.rport(), Some(Some(socket.local_addr().unwrap().port())));
     assert!(r.headers.get(&sip::HeaderName::Allow).unwrap().contains("REGISTER"));
+    // OPTIONS are answered statelessly; a retransmission gets the very same To tag.
+    socket.send_to(request.as_bytes(), server.udp_addr()).await.unwrap();
+    let again = udp_response(&socket, Duration::from_secs(3)).await.unwrap();
+    assert_eq!(again.headers.to().unwrap().tag(), r.headers.to().unwrap().tag());
+    assert!(r.headers.to().unwrap().tag().is_some());
 
     // Several requests on one connection, each answered on it; a CRLF ping gets a pong.
     let mut stream = TcpStream::connect(server.tcp_addr()).await.unwrap();
