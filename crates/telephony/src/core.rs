@@ -96,6 +96,8 @@ pub(crate) struct Core {
     pub(crate) handle: CoreHandle,
     pub(crate) tu: Arc<dyn Tu>,
     pub(crate) server_header: String,
+    /// The UDP socket is IPv6 (dual-stack): IPv4 peers need their mapped form.
+    udp_v6: bool,
     pending: HashMap<TransactionId, oneshot::Sender<Outcome>>,
 }
 
@@ -109,7 +111,9 @@ impl Core {
         tu: Arc<dyn Tu>,
     ) -> Self {
         let endpoint = Endpoint::new(config, Box::new(rand::random::<u64>));
+        let udp_v6 = matches!(udp.local_addr(), Ok(SocketAddr::V6(_)));
         Self {
+            udp_v6,
             endpoint,
             udp,
             connections,
@@ -229,7 +233,7 @@ impl Core {
 
     async fn transmit(&mut self, t: sip::transaction::Transmit) {
         let sent = match (&t.peer.transport, t.peer.connection) {
-            (Transport::Udp, _) => send_udp(&self.udp, &t.payload, t.peer.addr).await,
+            (Transport::Udp, _) => send_udp(&self.udp, self.udp_v6, &t.payload, t.peer.addr).await,
             (_, Some(id)) => self.connections.send(id, t.payload),
             (_, None) => false,
         };
@@ -304,10 +308,10 @@ fn stateless_tag(request: &Request) -> String {
     format!("{:016x}", h.finish())
 }
 
-async fn send_udp(socket: &UdpSocket, payload: &[u8], addr: SocketAddr) -> bool {
+async fn send_udp(socket: &UdpSocket, v6: bool, payload: &[u8], addr: SocketAddr) -> bool {
     // The socket may be IPv4-only or dual-stack; a v4 peer on a v6 socket needs the mapped form.
-    let target = match (socket.local_addr(), addr) {
-        (Ok(SocketAddr::V6(_)), SocketAddr::V4(v4)) => {
+    let target = match (v6, addr) {
+        (true, SocketAddr::V4(v4)) => {
             SocketAddr::new(std::net::IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
         }
         _ => addr,

@@ -319,3 +319,17 @@ async fn connections_beyond_the_per_address_limit_are_refused() {
     assert!(tcp_response(&mut again, &mut framer, Duration::from_secs(3)).await.is_some());
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn ipv6_is_served() {
+    let db = test_support::TestDb::new().await;
+    let config = SipConfig { addr: "[::1]:0".parse().unwrap(), ..SipConfig::default() };
+    let server = Telephony::start(config, db.db.clone(), vault::Vault::from_bytes(&[7u8; 32])).await.unwrap();
+    let socket = UdpSocket::bind("[::1]:0").await.unwrap();
+    let local = socket.local_addr().unwrap();
+    socket.send_to(&options("v6-1", "UDP", local), server.udp_addr()).await.unwrap();
+    let r = udp_response(&socket, Duration::from_secs(3)).await.unwrap();
+    assert_eq!(r.status.as_u16(), 200);
+    assert_eq!(r.headers.top_via().unwrap().rport(), Some(Some(local.port())));
+    server.shutdown().await;
+}
