@@ -180,6 +180,30 @@ pub struct BindingRow {
     pub user_agent: Option<String>,
 }
 
+/// Lets this transaction commit without waiting for its WAL to reach disk: for soft state
+/// (registration bindings) that clients repeat; a crash can lose the last fraction of a second.
+pub async fn relax_durability(conn: &mut PgConnection) -> Result<()> {
+    sqlx::query("set local synchronous_commit = off").execute(conn).await?;
+    Ok(())
+}
+
+/// Deletes the user's expired bindings and returns the live ones, in one round trip.
+pub async fn live_bindings_purging_expired(
+    conn: &mut PgConnection,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> Result<Vec<BindingRow>> {
+    Ok(sqlx::query_as(
+        "with purged as (delete from sip_registrations where user_id = $1 and expires_at <= $2)
+         select id, contact, expires_at, call_id, cseq, q, transport, source, node_id, connection_id, user_agent
+           from sip_registrations where user_id = $1 and expires_at > $2 order by updated_at desc",
+    )
+    .bind(user.as_uuid())
+    .bind(now)
+    .fetch_all(conn)
+    .await?)
+}
+
 /// Live bindings of a user, most recent first.
 pub async fn bindings(conn: &mut PgConnection, user: UserId, now: DateTime<Utc>) -> Result<Vec<BindingRow>> {
     Ok(sqlx::query_as(

@@ -132,13 +132,12 @@ impl Core {
             tokio::select! {
                 received = self.udp.recv_from(&mut buf) => {
                     if let Ok((n, from)) = received {
-                        let peer = Peer::udp(crate::transport::canonical(from));
-                        // Bare CRLF keep-alives (RFC 5626 §4.4.1 uses STUN; some phones send CRLF).
-                        let bytes = buf.get(..n).unwrap_or_default();
-                        if !bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
-                            match sip::parse_datagram_with(bytes, &self.endpoint.config().limits) {
-                                Ok(message) => self.message(StdInstant::now(), peer, message),
-                                Err(error) => self.endpoint.handle_parse_error(peer, &error),
+                        self.datagram(buf.get(..n).unwrap_or_default(), from);
+                        // Take what else is waiting without another trip through the reactor.
+                        for _ in 0..64 {
+                            match self.udp.try_recv_from(&mut buf) {
+                                Ok((n, from)) => self.datagram(buf.get(..n).unwrap_or_default(), from),
+                                Err(_) => break,
                             }
                         }
                     }
@@ -160,6 +159,18 @@ impl Core {
                 () = crate::stopped(&mut stop) => break,
             }
             self.flush().await;
+        }
+    }
+
+    fn datagram(&mut self, bytes: &[u8], from: SocketAddr) {
+        // Bare CRLF keep-alives (RFC 5626 §4.4.1 uses STUN; some phones send CRLF).
+        if bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            return;
+        }
+        let peer = Peer::udp(crate::transport::canonical(from));
+        match sip::parse_datagram_with(bytes, &self.endpoint.config().limits) {
+            Ok(message) => self.message(StdInstant::now(), peer, message),
+            Err(error) => self.endpoint.handle_parse_error(peer, &error),
         }
     }
 

@@ -268,11 +268,12 @@ impl Registrar {
         let source = peer.addr.to_string();
         let transport = peer.transport.as_str().to_ascii_lowercase();
         let connection_id = peer.connection.map(|c| c.0 as i64);
-        db::sip::remove_bindings(&mut tx, user, Some(now)).await?;
+        // Bindings are soft state that phones refresh: commit without waiting for the WAL flush.
+        db::sip::relax_durability(&mut tx).await?;
         if let Contacts::Wildcard = contacts {
             db::sip::remove_bindings(&mut tx, user, None).await?;
         }
-        let existing = db::sip::bindings(&mut tx, user, now).await?;
+        let existing = db::sip::live_bindings_purging_expired(&mut tx, user, now).await?;
         let new_count =
             wanted.iter().filter(|(c, e, _)| *e > 0 && !existing.iter().any(|b| b.contact == *c)).count();
         if existing.len() + new_count > self.config.max_bindings {
@@ -281,18 +282,24 @@ impl Registrar {
                 Response::for_request(request, StatusCode::FORBIDDEN).with_reason("Too Many Registrations")
             );
         }
+        // The answer lists the bindings as they are after this request.
+        let mut current: Vec<(String, DateTime<Utc>)> =
+            existing.iter().map(|b| (b.contact.clone(), b.expires_at)).collect();
         for (contact, expires, q) in &wanted {
+            current.retain(|(c, _)| c != contact);
             if *expires == 0 {
                 db::sip::remove_binding(&mut tx, user, contact).await?;
                 continue;
             }
+            let expires_at = now + chrono::Duration::seconds(i64::from(*expires));
+            current.push((contact.clone(), expires_at));
             db::sip::upsert_binding(
                 &mut tx,
                 &db::sip::NewBinding {
                     tenant,
                     user,
                     contact,
-                    expires_at: now + chrono::Duration::seconds(i64::from(*expires)),
+                    expires_at,
                     call_id: &call_id,
                     cseq,
                     q: *q,
@@ -306,7 +313,6 @@ impl Registrar {
             )
             .await?;
         }
-        let current = db::sip::bindings(&mut tx, user, now).await?;
         tx.commit().await?;
         if let Some(id) = peer.connection
             && !wanted.is_empty()
@@ -314,9 +320,9 @@ impl Registrar {
             lock(&self.connections).entry(id).or_default().insert(tenant);
         }
         let mut r = Response::for_request(request, StatusCode::OK);
-        for b in &current {
-            let left = (b.expires_at - now).num_seconds().max(0);
-            r.headers.push(HeaderName::Contact, format!("<{}>;expires={left}", b.contact));
+        for (contact, expires_at) in &current {
+            let left = (*expires_at - now).num_seconds().max(0);
+            r.headers.push(HeaderName::Contact, format!("<{contact}>;expires={left}"));
         }
         r.headers.push(HeaderName::Date, httpdate(now));
         Ok(r)
