@@ -111,6 +111,17 @@ impl Db {
         Ok(self.pool.begin_with(begin).await?)
     }
 
+    /// Like [`Db::tenant_tx`], for soft state that clients repeat (SIP registration bindings):
+    /// the commit does not wait for the WAL to reach disk (`synchronous_commit = off`, for this
+    /// transaction only), so a crash may lose its last fraction of a second.
+    pub async fn tenant_tx_async_commit(&self, tenant: TenantId) -> Result<Tx> {
+        let begin = format!(
+            "BEGIN; SELECT set_config('app.tenant_id', '{}', true), set_config('synchronous_commit', 'off', true)",
+            tenant.as_uuid()
+        );
+        Ok(self.pool.begin_with(begin).await?)
+    }
+
     /// Opens a transaction in platform mode: identity tables (tenants, users, sessions, API keys,
     /// audit log) are visible across tenants; tenant business tables remain empty.
     pub async fn platform_tx(&self) -> Result<Tx> {

@@ -180,13 +180,6 @@ pub struct BindingRow {
     pub user_agent: Option<String>,
 }
 
-/// Lets this transaction commit without waiting for its WAL to reach disk: for soft state
-/// (registration bindings) that clients repeat; a crash can lose the last fraction of a second.
-pub async fn relax_durability(conn: &mut PgConnection) -> Result<()> {
-    sqlx::query("set local synchronous_commit = off").execute(conn).await?;
-    Ok(())
-}
-
 /// Deletes the user's expired bindings and returns the live ones, in one round trip.
 pub async fn live_bindings_purging_expired(
     conn: &mut PgConnection,

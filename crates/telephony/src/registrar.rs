@@ -60,6 +60,13 @@ impl Default for RegistrarConfig {
 const TENANT_CACHE_TTL: Duration = Duration::from_secs(30);
 /// Realms whose nonce-count tables are kept.
 const MAX_REALMS: usize = 10_000;
+/// How long an account lookup is reused: a new SIP password or a disabled agent takes effect
+/// within this time.
+const ACCOUNT_CACHE_TTL: Duration = Duration::from_secs(5);
+const MAX_CACHED_ACCOUNTS: usize = 100_000;
+
+/// An account lookup (or its absence) and when it was made.
+type CachedAccount = (Option<db::sip::AuthAccount>, Instant);
 
 pub(crate) struct Registrar {
     db: Db,
@@ -70,6 +77,7 @@ pub(crate) struct Registrar {
     secret: NonceSecret,
     realms: Mutex<HashMap<String, Authenticator>>,
     tenants: Mutex<HashMap<String, (Option<TenantId>, Instant)>>,
+    accounts: Mutex<HashMap<(TenantId, String), CachedAccount>>,
     guard: Guard,
     /// Tenants with bindings on each stream connection, to drop them when it closes.
     connections: Mutex<HashMap<ConnectionId, HashSet<TenantId>>>,
@@ -102,6 +110,7 @@ impl Registrar {
             secret: NonceSecret::new(secret.to_vec()),
             realms: Mutex::new(HashMap::new()),
             tenants: Mutex::new(HashMap::new()),
+            accounts: Mutex::new(HashMap::new()),
             connections: Mutex::new(HashMap::new()),
         }
     }
@@ -153,6 +162,33 @@ impl Registrar {
         Ok(tenant)
     }
 
+    /// The active agent account with this extension, cached for a few seconds (including
+    /// "no such account", which keeps scanners off the database).
+    async fn account(
+        &self,
+        tenant: TenantId,
+        extension: &str,
+    ) -> Result<Option<db::sip::AuthAccount>, db::DbError> {
+        let key = (tenant, extension.to_owned());
+        if let Some((account, at)) = lock(&self.accounts).get(&key)
+            && at.elapsed() < ACCOUNT_CACHE_TTL
+        {
+            return Ok(account.clone());
+        }
+        let mut tx = self.db.tenant_tx(tenant).await?;
+        let account = db::sip::find_by_extension(&mut tx, extension).await?;
+        tx.commit().await?;
+        let mut cache = lock(&self.accounts);
+        if cache.len() >= MAX_CACHED_ACCOUNTS {
+            cache.retain(|_, (_, at)| at.elapsed() < ACCOUNT_CACHE_TTL);
+            if cache.len() >= MAX_CACHED_ACCOUNTS {
+                cache.clear();
+            }
+        }
+        cache.insert(key, (account.clone(), Instant::now()));
+        Ok(account)
+    }
+
     /// Answers a REGISTER that passed the prechecks.
     pub(crate) async fn register(&self, request: Request, peer: Peer) -> Response {
         match self.try_register(&request, &peer).await {
@@ -190,13 +226,9 @@ impl Registrar {
             return Ok(Response::for_request(request, StatusCode::FORBIDDEN));
         }
         let tenant = self.tenant_for(&realm).await?;
-        // One tenant transaction: the account lookup and, if authorized, the bindings.
-        let (account, tx) = match tenant {
-            Some(t) if credentials.username == extension => {
-                let mut tx = self.db.tenant_tx(t).await?;
-                (db::sip::find_by_extension(&mut tx, &extension).await?, Some(tx))
-            }
-            _ => (None, None),
+        let account = match tenant {
+            Some(t) if credentials.username == extension => self.account(t, &extension).await?,
+            _ => None,
         };
         let ha1 = account
             .as_ref()
@@ -211,14 +243,10 @@ impl Registrar {
                 auth::ha1(credentials.algorithm, &credentials.username, &realm, "\u{0}no-account")
             });
         let verdict = self.with_realm(&realm, |a| a.verify(SystemTime::now(), request, &credentials, &ha1));
-        let tx = match (verdict, &account, tenant, tx) {
-            (Verification::Authorized, Some(account), Some(tenant), Some(tx)) => {
-                return self.bindings(tx, request, peer, tenant, UserId(account.user_id)).await;
-            }
-            (.., tx) => tx,
-        };
-        if let Some(tx) = tx {
-            tx.commit().await?;
+        if let (Verification::Authorized, Some(account), Some(tenant)) = (verdict, &account, tenant) {
+            // Bindings are soft state that phones refresh: commit without waiting for the WAL.
+            let tx = self.db.tenant_tx_async_commit(tenant).await?;
+            return self.bindings(tx, request, peer, tenant, UserId(account.user_id)).await;
         }
         match (verdict, account, tenant) {
             (Verification::Stale, Some(_), Some(_)) => Ok(self.challenge(request, &realm, true)),
@@ -268,8 +296,6 @@ impl Registrar {
         let source = peer.addr.to_string();
         let transport = peer.transport.as_str().to_ascii_lowercase();
         let connection_id = peer.connection.map(|c| c.0 as i64);
-        // Bindings are soft state that phones refresh: commit without waiting for the WAL flush.
-        db::sip::relax_durability(&mut tx).await?;
         if let Contacts::Wildcard = contacts {
             db::sip::remove_bindings(&mut tx, user, None).await?;
         }
