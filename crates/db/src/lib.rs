@@ -6,15 +6,19 @@
 //! tenants, for login and superadmin work). Row-level security does the filtering; the queries
 //! still name `tenant_id` where it helps the planner use an index.
 
+pub mod agent_states;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod calls;
 pub mod embedded;
 pub mod outbox;
 pub mod page;
+pub mod queues;
 pub mod roles;
 pub mod sessions;
 pub mod sip;
+pub mod tenant_settings;
 pub mod tenants;
 pub mod trunks;
 pub mod users;

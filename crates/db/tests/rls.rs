@@ -304,6 +304,43 @@ async fn seed(t: &TestDb, slug: &str) -> Seeded {
         destination_id: None,
     };
     db::trunks::create_did(&mut tx, Uuid::new_v4(), tenant, &did, now).await.unwrap();
+    // Contact center: settings, a queue with the agent as member, the agent's status, a call.
+    db::tenant_settings::set_record_calls(&mut tx, tenant, true, now).await.unwrap();
+    let queue = Uuid::new_v4();
+    let fields = db::queues::QueueFields {
+        name: "sales",
+        ring_timeout_secs: 20,
+        max_wait_secs: 300,
+        overflow_type: "none",
+        overflow_id: None,
+        music_on_hold: None,
+        record_calls: false,
+    };
+    db::queues::create_queue(&mut tx, queue, tenant, &fields, now).await.unwrap();
+    db::queues::add_member(&mut tx, tenant, queue, user, now).await.unwrap();
+    db::agent_states::set_agent_status(
+        &mut tx,
+        tenant,
+        user,
+        domain::events::AgentStatus::Available,
+        None,
+        now,
+    )
+    .await
+    .unwrap();
+    let call = domain::CallId(Uuid::new_v4());
+    let new_call = db::calls::NewCall {
+        id: call,
+        direction: domain::events::CallDirection::Inbound,
+        from: "+15550100001",
+        to: "+4930123456",
+        did: Some("+4930123456"),
+        did_id: None,
+        trunk_id: Some(trunk),
+        at: now,
+    };
+    db::calls::create_call(&mut tx, tenant, &new_call).await.unwrap();
+    db::calls::enter_queue(&mut tx, tenant, call, queue, now).await.unwrap();
     tx.commit().await.unwrap();
     Seeded { tenant, user }
 }

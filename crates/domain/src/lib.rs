@@ -1,8 +1,10 @@
-//! SIVO's domain vocabulary: ids, roles, validation rules and the webhook event catalog.
+//! SIVO's domain vocabulary: ids, roles, validation rules, call and agent states with the CDR,
+//! and the webhook event catalog.
 //!
 //! Pure: no I/O, no clock reads, no global randomness. Callers pass in ids and timestamps,
 //! which keeps everything here deterministic and cheap to test.
 
+pub mod calls;
 pub mod clock;
 pub mod events;
 pub mod ids;
