@@ -1,0 +1,35 @@
+//! SIVO's media plane: what a B2BUA needs to carry calls' audio — SDP offer/answer, RTP relay
+//! with latching and stream rewriting, G.711 transcoding, RFC 4733 DTMF, hold music and
+//! ringback, and stereo call recording.
+//!
+//! # Layout
+//!
+//! Sans-IO cores (no sockets, no tokio, no clock reads, no global RNG: time and randomness are
+//! arguments; nothing panics on bytes from the network):
+//! - [`sdp`]: RFC 4566 model, parser and serializer; RFC 3264 [`sdp::negotiate`], [`sdp::offer`],
+//!   [`sdp::answer`].
+//! - [`codec`]: [`CodecKind`] and the negotiated [`Codec`]; [`g711`]: μ-law/A-law.
+//! - [`rtp`]: packets, RTCP, [`rtp::ReceiveStats`] (RFC 3550 loss/jitter), [`rtp::Rewriter`]
+//!   (one continuous outgoing stream across source switches).
+//! - [`latch`]: the symmetric-RTP latching rule.
+//! - [`dtmf`]: RFC 4733 events; [`tone`]: hold music, ringback, file playback; [`wav`]: WAV files.
+//!
+//! The driver ([`Media`]) runs media shards: OS threads, each a current-thread tokio runtime
+//! owning its legs' sockets and all their state, so the media path takes no locks. The legs of
+//! one call share a group and hence a shard, which lets a bridge relay packets synchronously
+//! from one leg's socket to the other's.
+
+pub mod codec;
+pub mod dtmf;
+pub mod g711;
+pub mod latch;
+pub mod rtp;
+pub mod sdp;
+pub mod tone;
+pub mod wav;
+
+mod driver;
+
+pub use codec::{Codec, CodecKind};
+pub use driver::{Leg, LegId, LegStats, Media, MediaConfig, MediaError, Playback, RecordingInfo};
+pub use sdp::{Direction, SessionDescription};
