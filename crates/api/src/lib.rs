@@ -152,6 +152,9 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::webhooks::router())
         .merge(routes::agents::router())
         .merge(routes::trunks::router())
+        .merge(routes::queues::router())
+        .merge(routes::calls::router())
+        .merge(routes::settings::router())
 }
 
 /// The whole HTTP application.

@@ -498,6 +498,50 @@ async fn other_tenants_resources_answer_404_on_every_id_route() {
     assert_eq!(b_did.status, StatusCode::CREATED, "{:?}", b_did.body);
     let b_did_id = b_did.body["id"].as_str().unwrap().to_owned();
 
+    let b_queue =
+        app.send(Method::POST, "/api/v1/queues", Some(&b_admin), Some(json!({"name": "b-sales"}))).await;
+    assert_eq!(b_queue.status, StatusCode::CREATED, "{:?}", b_queue.body);
+    let b_queue_id = b_queue.body["id"].as_str().unwrap().to_owned();
+    let member = app
+        .send(
+            Method::POST,
+            &format!("/api/v1/queues/{b_queue_id}/members"),
+            Some(&b_admin),
+            Some(json!({"user_id": b_user})),
+        )
+        .await;
+    assert_eq!(member.status, StatusCode::CREATED, "{:?}", member.body);
+    // A call of B's, ended, so it is both a call and a CDR.
+    let b_call = domain::CallId(uuid::Uuid::now_v7());
+    let mut tx = app.db.db.tenant_tx(b).await.unwrap();
+    let now = app.clock_now();
+    db::calls::create_call(
+        &mut tx,
+        b,
+        &db::calls::NewCall {
+            id: b_call,
+            direction: domain::events::CallDirection::Inbound,
+            from: "+15550100001",
+            to: "+4930123456",
+            did: Some("+4930123456"),
+            did_id: None,
+            trunk_id: None,
+            at: now,
+        },
+    )
+    .await
+    .unwrap();
+    let end = db::calls::CallEnd {
+        at: now,
+        hangup_cause: "normal_clearing",
+        hangup_side: "caller",
+        legs: Value::Null,
+        timeline: Value::Null,
+        recording: None,
+    };
+    db::calls::end_call(&mut tx, b, b_call, &end).await.unwrap();
+    tx.commit().await.unwrap();
+
     // B's id for each resource route prefix. A new `{id}` route must be added here, or the
     // OpenAPI sweep below fails: isolation is checked for every resource route.
     let ids = [
@@ -508,10 +552,22 @@ async fn other_tenants_resources_answer_404_on_every_id_route() {
         ("/api/v1/api-keys/", b_key_id.clone()),
         ("/api/v1/tenants/", b.to_string()),
         ("/api/v1/webhooks/endpoints/", b_hook_id.clone()),
+        ("/api/v1/queues/", b_queue_id.clone()),
+        ("/api/v1/calls/", b_call.to_string()),
+        ("/api/v1/cdrs/", b_call.to_string()),
     ];
     // A valid body for routes that need one, so the probe reaches the lookup.
-    let body_for =
-        |path: &str| if path.ends_with("/test") { json!({"event_type": "call.created"}) } else { json!({}) };
+    let body_for = |path: &str| {
+        if path.ends_with("/test") {
+            json!({"event_type": "call.created"})
+        } else if path.ends_with("/status") {
+            json!({"status": "available"})
+        } else if path.ends_with("/members") {
+            json!({"user_id": b_user})
+        } else {
+            json!({})
+        }
+    };
     let openapi = app.send(Method::GET, "/api/openapi.json", None, None).await.body;
     let mut checked = 0;
     for (path, item) in openapi["paths"].as_object().unwrap() {
@@ -522,10 +578,10 @@ async fn other_tenants_resources_answer_404_on_every_id_route() {
             .iter()
             .find(|(prefix, _)| path.starts_with(prefix))
             .unwrap_or_else(|| panic!("no cross-tenant probe for {path}: add its resource to `ids`"));
-        let concrete = path.replace("{id}", id);
+        let concrete = path.replace("{id}", id).replace("{user_id}", &b_user.to_string());
         for method in item.as_object().unwrap().keys() {
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let body = matches!(method, Method::PATCH | Method::POST).then(|| body_for(path));
+            let body = matches!(method, Method::PATCH | Method::POST | Method::PUT).then(|| body_for(path));
             let r = app.send(method.clone(), &concrete, Some(&a_admin), body).await;
             let expected = if path.starts_with("/api/v1/tenants/") && method != Method::GET {
                 StatusCode::FORBIDDEN // tenant admins never manage tenants, whichever id

@@ -277,7 +277,21 @@ async fn trunks_and_dids_crud_with_validation_secrets_and_audit() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
     let did_id = did["id"].as_str().unwrap().to_owned();
-    let queue = uuid::Uuid::new_v4();
+    // A queue destination must be a queue of the tenant.
+    let (status, bad) = app
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/dids/{did_id}"),
+            &admin,
+            Some(json!({"destination_type": "queue", "destination_id": uuid::Uuid::new_v4()})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    assert!(bad["errors"].to_string().contains("destination_id"), "{bad}");
+    let (status, queue) =
+        app.send(Method::POST, "/api/v1/queues", &admin, Some(json!({"name": "Sales"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{queue}");
+    let queue = queue["id"].as_str().unwrap().to_owned();
     let (status, routed) = app
         .send(
             Method::PATCH,
@@ -287,7 +301,7 @@ async fn trunks_and_dids_crud_with_validation_secrets_and_audit() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{routed}");
-    assert_eq!(routed["destination_id"], queue.to_string());
+    assert_eq!(routed["destination_id"], queue.as_str());
 
     // A trunk in use cannot go; after its DID, it can.
     assert_eq!(

@@ -122,15 +122,23 @@ pub struct AgentRow {
     pub transport: Option<String>,
     pub user_agent: Option<String>,
     pub registered_until: Option<DateTime<Utc>>,
+    /// Availability (`agent_states`); None means logged out.
+    pub status: Option<String>,
+    pub pause_reason: Option<String>,
+    /// Queues the agent is a member of, oldest membership first.
+    pub queue_ids: Vec<Uuid>,
 }
 
 const AGENT_SELECT: &str = "select u.id, u.tenant_id, u.email, u.display_name, u.role, u.disabled, u.created_at,
         a.extension,
         (select count(*) from sip_registrations r where r.user_id = u.id and r.expires_at > $1) as registrations,
         b.transport, b.user_agent,
-        (select max(r.expires_at) from sip_registrations r where r.user_id = u.id and r.expires_at > $1) as registered_until
+        (select max(r.expires_at) from sip_registrations r where r.user_id = u.id and r.expires_at > $1) as registered_until,
+        s.status, s.pause_reason,
+        array(select m.queue_id from queue_members m where m.user_id = u.id order by m.created_at, m.queue_id) as queue_ids
    from users u
    left join sip_accounts a on a.user_id = u.id
+   left join agent_states s on s.user_id = u.id
    left join lateral (select r.transport, r.user_agent from sip_registrations r
                        where r.user_id = u.id and r.expires_at > $1
                        order by r.updated_at desc limit 1) b on true";

@@ -75,6 +75,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/agents/{id}/status": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The agent's availability (the agent themselves, supervisors and admins). */
+        get: operations["get_agent_status"];
+        /**
+         * Set the agent's availability (the agent themselves, supervisors and admins). Writes
+         *     `agent.status_changed` (and `agent.paused` for a break) when the status changes.
+         */
+        put: operations["set_agent_status"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/api-keys": {
         parameters: {
             query?: never;
@@ -212,6 +233,74 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/calls": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Calls that have not ended, oldest first (supervisors and admins). */
+        get: operations["list_calls"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/calls/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One call, in progress or ended (supervisors and admins). */
+        get: operations["get_call"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/cdrs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** CDRs (ended calls), newest first, with filters (supervisors and admins). */
+        get: operations["list_cdrs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/cdrs/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One CDR (supervisors and admins); 404 while the call is in progress (see `/api/v1/calls/{id}`). */
+        get: operations["get_cdr"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/dids": {
         parameters: {
             query?: never;
@@ -281,6 +370,99 @@ export interface paths {
         options?: never;
         head?: never;
         patch?: never;
+        trace?: never;
+    };
+    "/api/v1/queues": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the tenant's queues (every tenant user). */
+        get: operations["list_queues"];
+        put?: never;
+        /** Create a queue. */
+        post: operations["create_queue"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/queues/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One queue (every tenant user). */
+        get: operations["get_queue"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a queue (refused while a DID routes to it or another queue overflows to it). Its
+         *     CDRs keep the queue's id.
+         */
+        delete: operations["delete_queue"];
+        options?: never;
+        head?: never;
+        /** Change a queue. Calls already waiting keep their place. */
+        patch: operations["update_queue"];
+        trace?: never;
+    };
+    "/api/v1/queues/{id}/members": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The queue's members, in the order they were added (every tenant user). */
+        get: operations["list_members"];
+        put?: never;
+        /** Add an agent or supervisor to the queue (adding a member twice is not an error). */
+        post: operations["add_member"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/queues/{id}/members/{user_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Remove a member from the queue. */
+        delete: operations["remove_member"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/settings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The tenant's settings. */
+        get: operations["get_settings"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** Change the tenant's settings. */
+        patch: operations["update_settings"];
         trace?: never;
     };
     "/api/v1/tenants": {
@@ -584,10 +766,43 @@ export interface components {
             /** @description Assigned when the SIP credentials are first requested. */
             extension?: string | null;
             id: components["schemas"]["UserId"];
+            /** @description Why the agent is on a break (only with `on_break`). */
+            pause_reason?: string | null;
+            /** @description Queues the agent takes calls from. */
+            queue_ids: components["schemas"]["QueueId"][];
             registration: components["schemas"]["RegistrationOut"];
             role: components["schemas"]["Role"];
             /** @description The tenant's SIP domain, `<slug>.<base domain>`. */
             sip_domain: string;
+            /** @description Availability; `on_call` is set by calls themselves. */
+            status: components["schemas"]["AgentStatus"];
+        };
+        /**
+         * @description Agent availability as agents and supervisors see it.
+         * @enum {string}
+         */
+        AgentStatus: "available" | "on_call" | "on_break" | "logged_out";
+        AgentStatusIn: {
+            /** @description Pause reason: required with `on_break` (e.g. `lunch`), ignored otherwise. */
+            reason?: string | null;
+            /** @description `available`, `on_break` or `logged_out` (`on_call` follows calls and cannot be set). */
+            status: components["schemas"]["AgentStatus"];
+        };
+        AgentStatusOut: {
+            agent_id: components["schemas"]["UserId"];
+            /**
+             * Format: date-time
+             * @description When the status last changed; absent for an agent who never logged in.
+             */
+            changed_at?: string | null;
+            /**
+             * Format: date-time
+             * @description When the agent last became free (longest-idle routing orders by it).
+             */
+            idle_since?: string | null;
+            /** @description Why the agent is on a break (only with `on_break`). */
+            pause_reason?: string | null;
+            status: components["schemas"]["AgentStatus"];
         };
         ApiKeyCreatedOut: components["schemas"]["ApiKeyOut"] & {
             /** @description The key itself. It is shown only in this response; SIVO keeps only a hash. */
@@ -663,6 +878,100 @@ export interface components {
             source_ip?: string | null;
             tenant_id?: null | components["schemas"]["TenantId"];
         };
+        /** @enum {string} */
+        CallDirection: "inbound" | "outbound";
+        /**
+         * Format: uuid
+         * @description A call; its value is the "SIP channel UUID" used in CDRs, events and Salesforce.
+         */
+        CallId: string;
+        /** @description A call as it is now. */
+        CallOut: {
+            agent_id?: null | components["schemas"]["UserId"];
+            /** Format: date-time */
+            answered_at?: string | null;
+            /** Format: date-time */
+            created_at: string;
+            did?: string | null;
+            direction: components["schemas"]["CallDirection"];
+            /**
+             * Format: int64
+             * @description So far, for a call in progress.
+             */
+            duration_ms: number;
+            /** Format: date-time */
+            ended_at?: string | null;
+            from: string;
+            hangup_cause?: string | null;
+            hangup_side?: null | components["schemas"]["HangupSide"];
+            id: components["schemas"]["CallId"];
+            legs: Record<string, never>[];
+            queue_id?: null | components["schemas"]["QueueId"];
+            /** Format: date-time */
+            queued_at?: string | null;
+            state: components["schemas"]["CallState"];
+            /** Format: int64 */
+            talk_ms: number;
+            to: string;
+            transfers: Record<string, never>[];
+            /** Format: uuid */
+            trunk_id?: string | null;
+            /** Format: int64 */
+            wait_ms: number;
+        };
+        /**
+         * @description Where a call is in its life. `ended` calls are CDRs.
+         * @enum {string}
+         */
+        CallState: "ringing" | "queued" | "answered" | "ended";
+        /**
+         * @description The call detail record: one per call, served by `GET /api/v1/cdrs/{id}` and carried whole in
+         *     `call.ended` (`data.cdr`).
+         */
+        Cdr: {
+            agent_id?: null | components["schemas"]["UserId"];
+            /**
+             * Format: date-time
+             * @description First answer by an agent (or the remote party of an outbound call).
+             */
+            answered_at?: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** @description The DID the call came in on (E.164), for inbound calls. */
+            did?: string | null;
+            direction: components["schemas"]["CallDirection"];
+            /** Format: int64 */
+            duration_ms: number;
+            /** Format: date-time */
+            ended_at?: string | null;
+            /** @description Caller number or URI user. */
+            from: string;
+            /** @description `normal_clearing`, `no_answer`, `busy`, `cancelled`, `max_wait`, `system_restart`… */
+            hangup_cause?: string | null;
+            hangup_side?: null | components["schemas"]["HangupSide"];
+            /** @description The call id ("SIP channel UUID"). */
+            id: components["schemas"]["CallId"];
+            /** @description The call's legs (A-leg and B-legs) with their codecs and media statistics. */
+            legs: Record<string, never>[];
+            queue_id?: null | components["schemas"]["QueueId"];
+            /**
+             * Format: date-time
+             * @description First entry into a queue.
+             */
+            queued_at?: string | null;
+            /** @description The recording, if the call was recorded. */
+            recording?: Record<string, never> | null;
+            /** Format: int64 */
+            talk_ms: number;
+            /** @description The "Technical" timeline: SIP responses, codecs per leg, RTP counters, oldest first. */
+            timeline: Record<string, never>[];
+            /** @description Dialled number. */
+            to: string;
+            /** @description Transfer history, oldest first. */
+            transfers: Record<string, never>[];
+            /** Format: int64 */
+            wait_ms: number;
+        };
         DeadLetterOut: {
             /** Format: int32 */
             attempts: number;
@@ -680,7 +989,7 @@ export interface components {
             reason?: string | null;
         };
         /**
-         * @description Where calls to a DID go. Queue and flow destinations are placeholders until call routing lands.
+         * @description Where calls to a DID go: a queue or an agent of the tenant (flows are placeholders until IVR lands).
          * @enum {string}
          */
         DestinationType: "none" | "queue" | "agent" | "flow";
@@ -757,6 +1066,11 @@ export interface components {
             field: string;
             message: string;
         };
+        /**
+         * @description Who ended the call.
+         * @enum {string}
+         */
+        HangupSide: "caller" | "agent" | "system";
         LoginIn: {
             email: string;
             password: string;
@@ -784,6 +1098,29 @@ export interface components {
             tenant_id?: null | components["schemas"]["TenantId"];
             user?: null | components["schemas"]["UserOut"];
         };
+        MemberIn: {
+            /** @description An agent or supervisor of the tenant. */
+            user_id: components["schemas"]["UserId"];
+        };
+        MemberOut: {
+            /**
+             * Format: date-time
+             * @description When the agent joined the queue.
+             */
+            added_at: string;
+            display_name: string;
+            email: string;
+            extension?: string | null;
+            queue_id: components["schemas"]["QueueId"];
+            role: components["schemas"]["Role"];
+            status: components["schemas"]["AgentStatus"];
+            user_id: components["schemas"]["UserId"];
+        };
+        /**
+         * @description Where a queued call goes when it has waited `max_wait_secs`.
+         * @enum {string}
+         */
+        OverflowType: "none" | "queue" | "agent" | "hangup";
         /** @description One page of a list. */
         PageOut_AgentOut: {
             items: {
@@ -793,10 +1130,16 @@ export interface components {
                 /** @description Assigned when the SIP credentials are first requested. */
                 extension?: string | null;
                 id: components["schemas"]["UserId"];
+                /** @description Why the agent is on a break (only with `on_break`). */
+                pause_reason?: string | null;
+                /** @description Queues the agent takes calls from. */
+                queue_ids: components["schemas"]["QueueId"][];
                 registration: components["schemas"]["RegistrationOut"];
                 role: components["schemas"]["Role"];
                 /** @description The tenant's SIP domain, `<slug>.<base domain>`. */
                 sip_domain: string;
+                /** @description Availability; `on_call` is set by calls themselves. */
+                status: components["schemas"]["AgentStatus"];
             }[];
             /** @description Pass as `cursor` to get the next page; absent on the last page. */
             next_cursor?: string | null;
@@ -838,6 +1181,93 @@ export interface components {
                 resource_type: string;
                 source_ip?: string | null;
                 tenant_id?: null | components["schemas"]["TenantId"];
+            }[];
+            /** @description Pass as `cursor` to get the next page; absent on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        PageOut_CallOut: {
+            items: {
+                agent_id?: null | components["schemas"]["UserId"];
+                /** Format: date-time */
+                answered_at?: string | null;
+                /** Format: date-time */
+                created_at: string;
+                did?: string | null;
+                direction: components["schemas"]["CallDirection"];
+                /**
+                 * Format: int64
+                 * @description So far, for a call in progress.
+                 */
+                duration_ms: number;
+                /** Format: date-time */
+                ended_at?: string | null;
+                from: string;
+                hangup_cause?: string | null;
+                hangup_side?: null | components["schemas"]["HangupSide"];
+                id: components["schemas"]["CallId"];
+                legs: Record<string, never>[];
+                queue_id?: null | components["schemas"]["QueueId"];
+                /** Format: date-time */
+                queued_at?: string | null;
+                state: components["schemas"]["CallState"];
+                /** Format: int64 */
+                talk_ms: number;
+                to: string;
+                transfers: Record<string, never>[];
+                /** Format: uuid */
+                trunk_id?: string | null;
+                /** Format: int64 */
+                wait_ms: number;
+            }[];
+            /** @description Pass as `cursor` to get the next page; absent on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        PageOut_Cdr: {
+            items: {
+                agent_id?: null | components["schemas"]["UserId"];
+                /**
+                 * Format: date-time
+                 * @description First answer by an agent (or the remote party of an outbound call).
+                 */
+                answered_at?: string | null;
+                /** Format: date-time */
+                created_at: string;
+                /** @description The DID the call came in on (E.164), for inbound calls. */
+                did?: string | null;
+                direction: components["schemas"]["CallDirection"];
+                /** Format: int64 */
+                duration_ms: number;
+                /** Format: date-time */
+                ended_at?: string | null;
+                /** @description Caller number or URI user. */
+                from: string;
+                /** @description `normal_clearing`, `no_answer`, `busy`, `cancelled`, `max_wait`, `system_restart`… */
+                hangup_cause?: string | null;
+                hangup_side?: null | components["schemas"]["HangupSide"];
+                /** @description The call id ("SIP channel UUID"). */
+                id: components["schemas"]["CallId"];
+                /** @description The call's legs (A-leg and B-legs) with their codecs and media statistics. */
+                legs: Record<string, never>[];
+                queue_id?: null | components["schemas"]["QueueId"];
+                /**
+                 * Format: date-time
+                 * @description First entry into a queue.
+                 */
+                queued_at?: string | null;
+                /** @description The recording, if the call was recorded. */
+                recording?: Record<string, never> | null;
+                /** Format: int64 */
+                talk_ms: number;
+                /** @description The "Technical" timeline: SIP responses, codecs per leg, RTP counters, oldest first. */
+                timeline: Record<string, never>[];
+                /** @description Dialled number. */
+                to: string;
+                /** @description Transfer history, oldest first. */
+                transfers: Record<string, never>[];
+                /** Format: int64 */
+                wait_ms: number;
             }[];
             /** @description Pass as `cursor` to get the next page; absent on the last page. */
             next_cursor?: string | null;
@@ -899,6 +1329,58 @@ export interface components {
                 /** Format: date-time */
                 updated_at: string;
                 url: string;
+            }[];
+            /** @description Pass as `cursor` to get the next page; absent on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        PageOut_MemberOut: {
+            items: {
+                /**
+                 * Format: date-time
+                 * @description When the agent joined the queue.
+                 */
+                added_at: string;
+                display_name: string;
+                email: string;
+                extension?: string | null;
+                queue_id: components["schemas"]["QueueId"];
+                role: components["schemas"]["Role"];
+                status: components["schemas"]["AgentStatus"];
+                user_id: components["schemas"]["UserId"];
+            }[];
+            /** @description Pass as `cursor` to get the next page; absent on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        PageOut_QueueOut: {
+            items: {
+                /** Format: date-time */
+                created_at: string;
+                id: components["schemas"]["QueueId"];
+                /**
+                 * Format: int32
+                 * @description Seconds a caller waits before the overflow applies.
+                 */
+                max_wait_secs: number;
+                /** @description Path of an 8 kHz mono WAV file on the server played while waiting; absent: a generated tone. */
+                music_on_hold?: string | null;
+                name: string;
+                /**
+                 * Format: uuid
+                 * @description The queue or agent (user id) calls overflow to, for `queue` and `agent`.
+                 */
+                overflow_id?: string | null;
+                overflow_type: components["schemas"]["OverflowType"];
+                /** @description Record this queue's calls (the tenant setting can record all calls). */
+                record_calls: boolean;
+                /**
+                 * Format: int32
+                 * @description Seconds one agent rings before the next is tried.
+                 */
+                ring_timeout_secs: number;
+                /** Format: date-time */
+                updated_at: string;
             }[];
             /** @description Pass as `cursor` to get the next page; absent on the last page. */
             next_cursor?: string | null;
@@ -991,6 +1473,74 @@ export interface components {
             title: string;
             type: string;
         };
+        /**
+         * Format: uuid
+         * @description An ACD queue.
+         */
+        QueueId: string;
+        QueueIn: {
+            /**
+             * Format: int32
+             * @description 10 to 86400 (default 300).
+             */
+            max_wait_secs?: number | null;
+            /** @description Absolute path of a `.wav` file (8 kHz, mono) on the server. */
+            music_on_hold?: string | null;
+            name: string;
+            /**
+             * Format: uuid
+             * @description Required for `queue` (another queue) and `agent` (an agent or supervisor).
+             */
+            overflow_id?: string | null;
+            overflow_type?: null | components["schemas"]["OverflowType"];
+            record_calls?: boolean | null;
+            /**
+             * Format: int32
+             * @description 5 to 300 (default 20).
+             */
+            ring_timeout_secs?: number | null;
+        };
+        QueueOut: {
+            /** Format: date-time */
+            created_at: string;
+            id: components["schemas"]["QueueId"];
+            /**
+             * Format: int32
+             * @description Seconds a caller waits before the overflow applies.
+             */
+            max_wait_secs: number;
+            /** @description Path of an 8 kHz mono WAV file on the server played while waiting; absent: a generated tone. */
+            music_on_hold?: string | null;
+            name: string;
+            /**
+             * Format: uuid
+             * @description The queue or agent (user id) calls overflow to, for `queue` and `agent`.
+             */
+            overflow_id?: string | null;
+            overflow_type: components["schemas"]["OverflowType"];
+            /** @description Record this queue's calls (the tenant setting can record all calls). */
+            record_calls: boolean;
+            /**
+             * Format: int32
+             * @description Seconds one agent rings before the next is tried.
+             */
+            ring_timeout_secs: number;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        QueuePatch: {
+            /** Format: int32 */
+            max_wait_secs?: number | null;
+            /** @description An empty string goes back to the generated tone. */
+            music_on_hold?: string | null;
+            name?: string | null;
+            /** Format: uuid */
+            overflow_id?: string | null;
+            overflow_type?: null | components["schemas"]["OverflowType"];
+            record_calls?: boolean | null;
+            /** Format: int32 */
+            ring_timeout_secs?: number | null;
+        };
         RegistrationOut: {
             /**
              * Format: int64
@@ -1026,6 +1576,18 @@ export interface components {
          * @enum {string}
          */
         Role: "agent" | "supervisor" | "admin" | "superadmin";
+        SettingsOut: {
+            /** @description Record every call (queues can also record their own calls). */
+            record_calls: boolean;
+            /**
+             * Format: date-time
+             * @description Absent until first changed.
+             */
+            updated_at?: string | null;
+        };
+        SettingsPatch: {
+            record_calls?: boolean | null;
+        };
         /** @description What a softphone needs to register. */
         SipCredentialsOut: {
             /** @description SIP domain and Digest realm. */
@@ -1320,6 +1882,76 @@ export interface operations {
             };
         };
     };
+    get_agent_status: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["schemas"]["UserId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AgentStatusOut"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    set_agent_status: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["schemas"]["UserId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AgentStatusIn"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AgentStatusOut"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     list_keys: {
         parameters: {
             query?: {
@@ -1566,6 +2198,126 @@ export interface operations {
             };
         };
     };
+    list_calls: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PageOut_CallOut"];
+                };
+            };
+        };
+    };
+    get_call: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["schemas"]["CallId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CallOut"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_cdrs: {
+        parameters: {
+            query?: {
+                /** @description Calls created at or after this time (RFC 3339). */
+                from?: string | null;
+                /** @description Calls created before this time (RFC 3339). */
+                to?: string | null;
+                direction?: null | components["schemas"]["CallDirection"];
+                agent_id?: null | components["schemas"]["UserId"];
+                queue_id?: null | components["schemas"]["QueueId"];
+                /** @description The DID called (E.164), exactly. */
+                did?: string | null;
+                /** @description Digits contained in the caller's or the dialled number. */
+                number?: string | null;
+                /** @description e.g. `normal_clearing`, `cancelled`, `system_restart`. */
+                hangup_cause?: string | null;
+                cursor?: string | null;
+                limit?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PageOut_Cdr"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_cdr: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["schemas"]["CallId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Cdr"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     list_dids: {
         parameters: {
             query?: {
@@ -1765,6 +2517,346 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+        };
+    };
+    list_queues: {
+        parameters: {
+            query?: {
+                /** @description Opaque cursor from a previous page's `next_cursor`. */
+                cursor?: string | null;
+                /** @description Page size, 1 to 200 (default 50). */
+                limit?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PageOut_QueueOut"];
+                };
+            };
+        };
+    };
+    create_queue: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["QueueIn"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueueOut"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_queue: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueueOut"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_queue: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    update_queue: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["QueuePatch"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueueOut"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_members: {
+        parameters: {
+            query?: {
+                /** @description Opaque cursor from a previous page's `next_cursor`. */
+                cursor?: string | null;
+                /** @description Page size, 1 to 200 (default 50). */
+                limit?: number | null;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PageOut_MemberOut"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    add_member: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MemberIn"];
+            };
+        };
+        responses: {
+            /** @description already a member */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MemberOut"];
+                };
+            };
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MemberOut"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    remove_member: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                user_id: components["schemas"]["UserId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description removed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_settings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SettingsOut"];
+                };
+            };
+        };
+    };
+    update_settings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SettingsPatch"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SettingsOut"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
             };
         };
     };

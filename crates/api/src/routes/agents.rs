@@ -1,18 +1,20 @@
 //! Agents (users with role agent or supervisor) as telephony sees them: SIP extension and
-//! registration state, and the SIP credentials the softphone uses.
+//! registration state, availability (status) and queues, and the SIP credentials the
+//! softphone uses.
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use domain::{Role, UserId};
+use domain::events::AgentStatus;
+use domain::{QueueId, Role, UserId};
 use rand::Rng as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{PageOut, PageParams, commit};
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::{Json, Path, Query};
 use crate::principal::Principal;
 
@@ -20,6 +22,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_agents))
         .routes(routes!(get_agent))
+        .routes(routes!(get_agent_status, set_agent_status))
         .routes(routes!(get_sip_credentials))
         .routes(routes!(rotate_sip_credentials))
 }
@@ -56,10 +59,23 @@ pub(crate) struct AgentOut {
     /// The tenant's SIP domain, `<slug>.<base domain>`.
     pub(crate) sip_domain: String,
     pub(crate) registration: RegistrationOut,
+    /// Availability; `on_call` is set by calls themselves.
+    pub(crate) status: AgentStatus,
+    /// Why the agent is on a break (only with `on_break`).
+    pub(crate) pause_reason: Option<String>,
+    /// Queues the agent takes calls from.
+    pub(crate) queue_ids: Vec<QueueId>,
+}
+
+fn status_of(text: Option<&str>) -> AgentStatus {
+    text.and_then(AgentStatus::parse).unwrap_or(AgentStatus::LoggedOut)
 }
 
 fn agent_out(row: db::sip::AgentRow, domain: &str) -> AgentOut {
     AgentOut {
+        status: status_of(row.status.as_deref()),
+        pause_reason: row.pause_reason,
+        queue_ids: row.queue_ids.into_iter().map(QueueId).collect(),
         id: UserId(row.id),
         email: row.email,
         display_name: row.display_name,
@@ -221,4 +237,114 @@ async fn rotate_sip_credentials(
     Path(id): Path<UserId>,
 ) -> ApiResult<Json<SipCredentialsOut>> {
     Ok(Json(credentials(&state, &principal, id, true).await?))
+}
+
+#[derive(Clone, Serialize, ToSchema)]
+pub(crate) struct AgentStatusOut {
+    pub(crate) agent_id: UserId,
+    pub(crate) status: AgentStatus,
+    /// Why the agent is on a break (only with `on_break`).
+    pub(crate) pause_reason: Option<String>,
+    /// When the status last changed; absent for an agent who never logged in.
+    pub(crate) changed_at: Option<DateTime<Utc>>,
+    /// When the agent last became free (longest-idle routing orders by it).
+    pub(crate) idle_since: Option<DateTime<Utc>>,
+}
+
+fn status_out(id: UserId, row: Option<db::agent_states::AgentStateRow>) -> AgentStatusOut {
+    match row {
+        Some(r) => AgentStatusOut {
+            agent_id: id,
+            status: r.status(),
+            pause_reason: r.pause_reason,
+            changed_at: Some(r.changed_at),
+            idle_since: r.idle_since,
+        },
+        None => AgentStatusOut {
+            agent_id: id,
+            status: AgentStatus::LoggedOut,
+            pause_reason: None,
+            changed_at: None,
+            idle_since: None,
+        },
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AgentStatusIn {
+    /// `available`, `on_break` or `logged_out` (`on_call` follows calls and cannot be set).
+    status: AgentStatus,
+    /// Pause reason: required with `on_break` (e.g. `lunch`), ignored otherwise.
+    reason: Option<String>,
+}
+
+/// The agent's availability (the agent themselves, supervisors and admins).
+#[utoipa::path(get, path = "/api/v1/agents/{id}/status", tag = "agents", security(("bearer" = [])), params(("id" = UserId, Path)),
+    responses((status = 200, body = AgentStatusOut), (status = 404, body = crate::error::Problem)))]
+async fn get_agent_status(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<UserId>,
+) -> ApiResult<Json<AgentStatusOut>> {
+    let tenant = principal.tenant()?;
+    allowed(&principal, id, Role::Supervisor)?;
+    let mut tx = state.db.tenant_tx(tenant).await?;
+    db::sip::get_agent(&mut tx, id, state.clock.now()).await?;
+    let row = db::agent_states::get_state(&mut tx, id).await?;
+    commit(tx).await?;
+    Ok(Json(status_out(id, row)))
+}
+
+/// Set the agent's availability (the agent themselves, supervisors and admins). Writes
+/// `agent.status_changed` (and `agent.paused` for a break) when the status changes.
+#[utoipa::path(put, path = "/api/v1/agents/{id}/status", tag = "agents", security(("bearer" = [])), params(("id" = UserId, Path)), request_body = AgentStatusIn,
+    responses((status = 200, body = AgentStatusOut), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+async fn set_agent_status(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<UserId>,
+    Json(input): Json<AgentStatusIn>,
+) -> ApiResult<Json<AgentStatusOut>> {
+    let tenant = principal.tenant()?;
+    allowed(&principal, id, Role::Supervisor)?;
+    let now = state.clock.now();
+    let mut tx = state.db.tenant_tx(tenant).await?;
+    // Unknown and other tenants' agents are 404 before the body is judged.
+    db::sip::get_agent(&mut tx, id, now).await?;
+    let reason = input.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
+    let mut errors = Vec::new();
+    if !input.status.settable_by_hand() {
+        errors.push(FieldError {
+            field: "status".into(),
+            message: "on_call is set by calls; choose available, on_break or logged_out".into(),
+        });
+    }
+    if input.status == AgentStatus::OnBreak {
+        match reason {
+            None => {
+                errors.push(FieldError { field: "reason".into(), message: "a break needs a reason".into() })
+            }
+            Some(r) if r.chars().count() > 100 || r.contains(char::is_control) => errors.push(FieldError {
+                field: "reason".into(),
+                message: "at most 100 printable characters".into(),
+            }),
+            Some(_) => {}
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let before = db::agent_states::get_state(&mut tx, id).await?;
+    let before = status_out(id, before);
+    let row = db::agent_states::set_agent_status(&mut tx, tenant, id, input.status, reason, now).await?;
+    let after = status_out(id, Some(row));
+    if before.status != after.status || before.pause_reason != after.pause_reason {
+        let mut entry = principal.audit("agent.status_changed", "user", Some(id.to_string()), now);
+        entry.before = serde_json::to_value(&before).ok();
+        entry.after = serde_json::to_value(&after).ok();
+        db::audit::insert(&mut tx, &entry).await?;
+    }
+    commit(tx).await?;
+    Ok(Json(after))
 }

@@ -393,7 +393,7 @@ async fn delete_trunk(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Where calls to a DID go. Queue and flow destinations are placeholders until call routing lands.
+/// Where calls to a DID go: a queue or an agent of the tenant (flows are placeholders until IVR lands).
 #[derive(Clone, Copy, Serialize, Deserialize, ToSchema, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum DestinationType {
@@ -510,8 +510,15 @@ async fn check_did(
                 Err(e) => return Err(e.into()),
             }
         }
-        // Queues and flows do not exist yet: their ids are kept as given.
-        (DestinationType::Queue | DestinationType::Flow, Some(_)) => {}
+        (DestinationType::Queue, Some(queue)) => match db::queues::get_queue(tx, queue).await {
+            Ok(_) => {}
+            Err(db::DbError::NotFound) => {
+                errors.push(FieldError { field: "destination_id".into(), message: "no such queue".into() })
+            }
+            Err(e) => return Err(e.into()),
+        },
+        // Flows do not exist yet: their ids are kept as given.
+        (DestinationType::Flow, Some(_)) => {}
     }
     if errors.is_empty() { Ok(()) } else { Err(ApiError::validation(errors)) }
 }

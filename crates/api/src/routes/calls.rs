@@ -1,0 +1,194 @@
+//! Calls in progress (supervisors and admins) and CDRs, the records of ended calls, with search.
+//! A CDR here is the same JSON as the `cdr` of the call's `call.ended` event.
+
+// utoipa's IntoParams expansion names the params type with a redundant path.
+#![allow(unused_qualifications)]
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use domain::calls::{CallState, Cdr, HangupSide};
+use domain::events::CallDirection;
+use domain::{CallId, QueueId, Role, UserId};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::{PageOut, PageParams, commit};
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query};
+use crate::principal::Principal;
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_calls))
+        .routes(routes!(get_call))
+        .routes(routes!(list_cdrs))
+        .routes(routes!(get_cdr))
+}
+
+/// A call as it is now.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CallOut {
+    id: CallId,
+    state: CallState,
+    direction: CallDirection,
+    from: String,
+    to: String,
+    did: Option<String>,
+    trunk_id: Option<Uuid>,
+    queue_id: Option<QueueId>,
+    agent_id: Option<UserId>,
+    created_at: DateTime<Utc>,
+    queued_at: Option<DateTime<Utc>>,
+    answered_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+    /// So far, for a call in progress.
+    duration_ms: u64,
+    talk_ms: u64,
+    wait_ms: u64,
+    hangup_cause: Option<String>,
+    hangup_side: Option<HangupSide>,
+    #[schema(value_type = Vec<Object>)]
+    legs: serde_json::Value,
+    #[schema(value_type = Vec<Object>)]
+    transfers: serde_json::Value,
+}
+
+fn call_out(r: db::calls::CallRow, now: DateTime<Utc>) -> CallOut {
+    let cdr = r.cdr_at(now);
+    CallOut {
+        id: cdr.id,
+        state: r.state(),
+        direction: cdr.direction,
+        from: cdr.from,
+        to: cdr.to,
+        did: cdr.did,
+        trunk_id: r.trunk_id,
+        queue_id: cdr.queue_id,
+        agent_id: cdr.agent_id,
+        created_at: cdr.created_at,
+        queued_at: cdr.queued_at,
+        answered_at: cdr.answered_at,
+        ended_at: cdr.ended_at,
+        duration_ms: cdr.duration_ms,
+        talk_ms: cdr.talk_ms,
+        wait_ms: cdr.wait_ms,
+        hangup_cause: cdr.hangup_cause,
+        hangup_side: cdr.hangup_side,
+        legs: cdr.legs,
+        transfers: cdr.transfers,
+    }
+}
+
+/// Calls that have not ended, oldest first (supervisors and admins).
+#[utoipa::path(get, path = "/api/v1/calls", tag = "calls", security(("bearer" = [])),
+    responses((status = 200, body = PageOut<CallOut>)))]
+async fn list_calls(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<Json<PageOut<CallOut>>> {
+    principal.require(Role::Supervisor)?;
+    let tenant = principal.tenant()?;
+    let now = state.clock.now();
+    let mut tx = state.db.tenant_tx(tenant).await?;
+    let rows = db::calls::calls_in_progress(&mut tx, tenant).await?;
+    commit(tx).await?;
+    // Calls in progress are few (bounded by the tenant's lines): one page holds them all.
+    Ok(Json(PageOut { items: rows.into_iter().map(|r| call_out(r, now)).collect(), next_cursor: None }))
+}
+
+/// One call, in progress or ended (supervisors and admins).
+#[utoipa::path(get, path = "/api/v1/calls/{id}", tag = "calls", security(("bearer" = [])), params(("id" = CallId, Path)),
+    responses((status = 200, body = CallOut), (status = 404, body = crate::error::Problem)))]
+async fn get_call(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<CallId>,
+) -> ApiResult<Json<CallOut>> {
+    principal.require(Role::Supervisor)?;
+    let tenant = principal.tenant()?;
+    let mut tx = state.db.tenant_tx(tenant).await?;
+    let row = db::calls::get_call(&mut tx, id).await?;
+    commit(tx).await?;
+    Ok(Json(call_out(row, state.clock.now())))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CdrParams {
+    /// Calls created at or after this time (RFC 3339).
+    from: Option<DateTime<Utc>>,
+    /// Calls created before this time (RFC 3339).
+    to: Option<DateTime<Utc>>,
+    direction: Option<CallDirection>,
+    agent_id: Option<UserId>,
+    queue_id: Option<QueueId>,
+    /// The DID called (E.164), exactly.
+    did: Option<String>,
+    /// Digits contained in the caller's or the dialled number.
+    number: Option<String>,
+    /// e.g. `normal_clearing`, `cancelled`, `system_restart`.
+    hangup_cause: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+/// CDRs (ended calls), newest first, with filters (supervisors and admins).
+#[utoipa::path(get, path = "/api/v1/cdrs", tag = "cdrs", security(("bearer" = [])), params(CdrParams),
+    responses((status = 200, body = PageOut<Cdr>), (status = 422, body = crate::error::Problem)))]
+async fn list_cdrs(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(params): Query<CdrParams>,
+) -> ApiResult<Json<PageOut<Cdr>>> {
+    principal.require(Role::Supervisor)?;
+    let tenant = principal.tenant()?;
+    let (cursor, limit) = PageParams { cursor: params.cursor, limit: params.limit }.parse()?;
+    if let (Some(from), Some(to)) = (params.from, params.to)
+        && from >= to
+    {
+        return Err(ApiError::field("to", "must be after `from`"));
+    }
+    let text = |field: &str, value: Option<String>| -> ApiResult<Option<String>> {
+        match value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+            Some(v) if v.len() > 64 => Err(ApiError::field(field, "at most 64 characters")),
+            other => Ok(other),
+        }
+    };
+    let did = text("did", params.did)?;
+    let number = text("number", params.number)?;
+    let hangup_cause = text("hangup_cause", params.hangup_cause)?;
+    let filter = db::calls::CdrFilter {
+        from: params.from,
+        to: params.to,
+        direction: params.direction,
+        agent_id: params.agent_id.map(|a| a.as_uuid()),
+        queue_id: params.queue_id.map(|q| q.as_uuid()),
+        did: did.as_deref(),
+        number: number.as_deref(),
+        hangup_cause: hangup_cause.as_deref(),
+    };
+    let mut tx = state.db.tenant_tx(tenant).await?;
+    let page = db::calls::list_cdrs(&mut tx, tenant, &filter, cursor, limit).await?;
+    commit(tx).await?;
+    Ok(Json(PageOut::from_page(page, |r| r.cdr())))
+}
+
+/// One CDR (supervisors and admins); 404 while the call is in progress (see `/api/v1/calls/{id}`).
+#[utoipa::path(get, path = "/api/v1/cdrs/{id}", tag = "cdrs", security(("bearer" = [])), params(("id" = CallId, Path)),
+    responses((status = 200, body = Cdr), (status = 404, body = crate::error::Problem)))]
+async fn get_cdr(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<CallId>,
+) -> ApiResult<Json<Cdr>> {
+    principal.require(Role::Supervisor)?;
+    let tenant = principal.tenant()?;
+    let mut tx = state.db.tenant_tx(tenant).await?;
+    let row = db::calls::get_cdr(&mut tx, id).await?;
+    commit(tx).await?;
+    Ok(Json(row.cdr()))
+}
