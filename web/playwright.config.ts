@@ -10,6 +10,20 @@ if (!process.env.WEB_E2E_PORT) {
     { encoding: 'utf8' },
   ).trim();
 }
+// SIP (UDP and TCP on one port) on loopback too, so the tests can register a phone and answer a
+// trunk's keepalive, and never collide with another sivo on 5060.
+if (!process.env.WEB_E2E_SIP_PORT) {
+  process.env.WEB_E2E_SIP_PORT = execFileSync(
+    process.execPath,
+    [
+      '-e',
+      `const net=require('net'),dgram=require('dgram');
+       const tryOne=()=>{const s=net.createServer();s.listen(0,'127.0.0.1',()=>{const p=s.address().port;const u=dgram.createSocket('udp4');
+         u.once('error',()=>{u.close();s.close(tryOne)});u.bind(p,'127.0.0.1',()=>{u.close();s.close(()=>process.stdout.write(String(p)))})})};tryOne();`,
+    ],
+    { encoding: 'utf8' },
+  ).trim();
+}
 export const BASE_URL = `http://127.0.0.1:${process.env.WEB_E2E_PORT}`;
 
 // Debian's chromium, never a downloaded browser. These flags keep it from stalling on the closed

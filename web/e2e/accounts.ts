@@ -9,4 +9,9 @@ export const LOCKED = { email: 'locked@acme.example', role: 'agent', name: 'Lee 
 export const SUPERVISOR = { email: 'sam@acme.example', role: 'supervisor', name: 'Sam Supervisor' } as const;
 export const ROOT = { email: 'root@example.com', role: 'superadmin', name: 'Root' } as const;
 
-export const ACCOUNTS = [ADMIN, AGENT, LOCKED, SUPERVISOR, ROOT];
+/** Sets up trunks, numbers and agents in telephony.spec.ts (its own TOTP enrolment). */
+export const TEL_ADMIN = { email: 'telco@acme.example', role: 'admin', name: 'Tom Telco' } as const;
+/** Gets SIP credentials and registers a phone in telephony.spec.ts. */
+export const TEL_AGENT = { email: 'tina@acme.example', role: 'agent', name: 'Tina Phone' } as const;
+
+export const ACCOUNTS = [ADMIN, AGENT, LOCKED, SUPERVISOR, ROOT, TEL_ADMIN, TEL_AGENT];

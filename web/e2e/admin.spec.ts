@@ -222,8 +222,8 @@ test('webhooks: endpoint with its secret shown once, a test event, the delivery 
 });
 
 test('pages without a backend say so plainly', async () => {
-  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: /^SIP trunks/ }).click();
-  await expect(page.getByText('Coming soon: SIP trunks are not available in this build.')).toBeVisible();
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: /^Transcription policies/ }).click();
+  await expect(page.getByText('Coming soon: Transcription policies are not available in this build.')).toBeVisible();
   await expect(page.getByRole('table')).toHaveCount(0);
   await shot(page, 'coming-soon');
   await expectAccessible(page);

@@ -33,7 +33,9 @@ test('an agent sees no admin settings; logout returns to login and protects page
   for (const hidden of ['Users & roles', 'API keys', 'Audit', 'Queues', 'SIP trunks', 'Tenants', 'Webhooks']) {
     await expect(nav.getByRole('link', { name: new RegExp(`^${hidden}`) })).toHaveCount(0);
   }
-  await expect(page.getByText('Coming soon: The agents dashboard is not available in this build.')).toBeVisible();
+  // Dashboard → Agents shows an agent their own registration (red: no phone yet).
+  await expect(page.getByRole('heading', { level: 1, name: 'My status' })).toBeVisible();
+  await expect(page.getByTestId('registration-state')).toContainText('Not registered');
   await shot(page, 'agent-dashboard');
   await expectAccessible(page);
 

@@ -46,7 +46,9 @@ export default async function globalSetup() {
     RUST_LOG: process.env.RUST_LOG ?? 'info',
   };
   const log = createWriteStream(join(results, 'sivo.log'));
-  const child = spawn(bin, ['serve', '--data-dir', dataDir, '--http-addr', `127.0.0.1:${port}`], {
+  const sipPort = process.env.WEB_E2E_SIP_PORT;
+  if (!sipPort) throw new Error('WEB_E2E_SIP_PORT is not set (playwright.config.ts sets it)');
+  const child = spawn(bin, ['serve', '--data-dir', dataDir, '--http-addr', `127.0.0.1:${port}`, '--sip-addr', `127.0.0.1:${sipPort}`], {
     cwd: repo,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

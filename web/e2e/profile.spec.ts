@@ -11,7 +11,7 @@ test('optional MFA from the profile, recovery code sign-in, password change', as
   await expect(page).toHaveURL(/\/dashboard\/agents$/);
   await expect(page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: /^CDRs/ })).toBeVisible();
 
-  await page.getByRole('link', { name: /Sam Supervisor/ }).click();
+  await page.getByRole('link', { name: /Sam Supervisor.*Profile/ }).click();
   await page.getByRole('link', { name: 'Turn on two-step verification' }).click();
   const enrolment = await enrolTotp(page);
   await page.getByLabel('I have saved these recovery codes').check();
@@ -32,7 +32,7 @@ test('optional MFA from the profile, recovery code sign-in, password change', as
   await expect(page).toHaveURL(/\/dashboard\/agents$/);
 
   // Turn it off with the next code (the enrolment's code is spent).
-  await page.getByRole('link', { name: /Sam Supervisor/ }).click();
+  await page.getByRole('link', { name: /Sam Supervisor.*Profile/ }).click();
   await page.getByRole('button', { name: 'Turn off two-step verification' }).click();
   const dialog = page.getByRole('dialog', { name: 'Turn off two-step verification?' });
   await expect(dialog.getByLabel('Code from the app')).toBeFocused();

@@ -15,6 +15,9 @@ import { TenantsPage } from './pages/Tenants';
 import { WebhooksPage } from './pages/Webhooks';
 import { WebhookEndpointPage } from './pages/WebhookEndpoint';
 import { ProfilePage } from './pages/Profile';
+import { TrunksPage } from './pages/Trunks';
+import { NumbersPage } from './pages/Numbers';
+import { AgentDetailPage, AgentsDashboardPage, AgentsSettingsPage } from './pages/Agents';
 import { ForbiddenPage, NotFoundPage } from './pages/NotFound';
 
 export function App() {
@@ -40,13 +43,12 @@ export function App() {
               }
             >
               <Route index element={<Home />} />
-              <Route path="dashboard/agents" element={<Allowed path="/dashboard/agents"><ComingSoonPage path="/dashboard/agents" /></Allowed>} />
+              <Route path="dashboard/agents" element={<Allowed path="/dashboard/agents"><AgentsDashboardPage /></Allowed>} />
+              <Route path="dashboard/agents/:id" element={<Allowed path="/dashboard/agents"><AgentDetailPage base="/dashboard/agents" /></Allowed>} />
               <Route path="settings" element={<Navigate to="/settings/users" replace />} />
               {(
                 [
                   '/settings/queues',
-                  '/settings/sip-trunks',
-                  '/settings/agents',
                   '/settings/transcription-policies',
                   '/settings/transcription-providers',
                   '/settings/salesforce',
@@ -55,6 +57,10 @@ export function App() {
               ).map((path) => (
                 <Route key={path} path={path.slice(1)} element={<Allowed path={path}><ComingSoonPage path={path} /></Allowed>} />
               ))}
+              <Route path="settings/sip-trunks" element={<Allowed path="/settings/sip-trunks"><TrunksPage /></Allowed>} />
+              <Route path="settings/numbers" element={<Allowed path="/settings/numbers"><NumbersPage /></Allowed>} />
+              <Route path="settings/agents" element={<Allowed path="/settings/agents"><AgentsSettingsPage /></Allowed>} />
+              <Route path="settings/agents/:id" element={<Allowed path="/settings/agents"><AgentDetailPage base="/settings/agents" /></Allowed>} />
               <Route path="settings/users" element={<Allowed path="/settings/users"><UsersPage /></Allowed>} />
               <Route path="settings/developer/api-keys" element={<Allowed path="/settings/developer/api-keys"><ApiKeysPage /></Allowed>} />
               <Route path="settings/developer/webhooks" element={<Allowed path="/settings/developer/webhooks"><WebhooksPage /></Allowed>} />

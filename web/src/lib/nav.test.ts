@@ -9,6 +9,7 @@ describe('role-based navigation', () => {
       'Dashboard › Agents',
       'Settings › Queues',
       'Settings › SIP trunks',
+      'Settings › Numbers (DIDs)',
       'Settings › Agents',
       'Settings › Users & roles',
       'Settings › Transcription policies',
@@ -29,6 +30,11 @@ describe('role-based navigation', () => {
     expect(canAccess('agent', '/profile')).toBe(true);
     expect(canAccess('agent', '/settings/developer/webhooks/0190f3c2')).toBe(false);
     expect(canAccess('admin', '/settings/developer/webhooks/0190f3c2')).toBe(true);
+    // An agent opens their own detail under the dashboard, never the settings pages.
+    expect(canAccess('agent', '/dashboard/agents/0190f3c2')).toBe(true);
+    expect(canAccess('agent', '/settings/agents/0190f3c2')).toBe(false);
+    expect(canAccess('agent', '/settings/sip-trunks')).toBe(false);
+    expect(canAccess('agent', '/settings/numbers')).toBe(false);
   });
 
   it('supervisors add CDRs but no settings', () => {
@@ -50,6 +56,8 @@ describe('role-based navigation', () => {
   it('names pages by the guide’s menu paths', () => {
     expect(trailFor('/settings/developer/api-keys')).toEqual(['Settings', 'Developer', 'API keys']);
     expect(trailFor('/settings/sip-trunks')).toEqual(['Settings', 'SIP trunks']);
+    expect(trailFor('/settings/numbers')).toEqual(['Settings', 'Numbers (DIDs)']);
+    expect(trailFor('/settings/agents')).toEqual(['Settings', 'Agents']);
     expect(trailFor('/dashboard/agents')).toEqual(['Dashboard', 'Agents']);
     expect(trailFor('/audit')).toEqual(['Audit']);
   });

@@ -25,14 +25,15 @@ const PLATFORM: readonly Role[] = ['superadmin'];
 export const NAV: readonly NavSection[] = [
   {
     label: 'Dashboard',
-    items: [{ label: 'Agents', path: '/dashboard/agents', roles: TENANT, comingSoon: true }],
+    items: [{ label: 'Agents', path: '/dashboard/agents', roles: TENANT }],
   },
   {
     label: 'Settings',
     items: [
       { label: 'Queues', path: '/settings/queues', roles: ADMIN, comingSoon: true },
-      { label: 'SIP trunks', path: '/settings/sip-trunks', roles: ADMIN, comingSoon: true },
-      { label: 'Agents', path: '/settings/agents', roles: ADMIN, comingSoon: true },
+      { label: 'SIP trunks', path: '/settings/sip-trunks', roles: ADMIN },
+      { label: 'Numbers (DIDs)', path: '/settings/numbers', roles: ADMIN },
+      { label: 'Agents', path: '/settings/agents', roles: ADMIN },
       { label: 'Users & roles', path: '/settings/users', roles: ADMIN },
       { label: 'Transcription policies', path: '/settings/transcription-policies', roles: ADMIN, comingSoon: true },
       { label: 'Transcription providers', path: '/settings/transcription-providers', roles: ADMIN, comingSoon: true },

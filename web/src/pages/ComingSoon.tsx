@@ -3,10 +3,7 @@ import { findNavItem, trailFor } from '../lib/nav';
 
 /** What each not-yet-built area will hold; said plainly, with no placeholder data. */
 const ABOUT: Record<string, { what: string; subject: string }> = {
-  '/dashboard/agents': { subject: 'The agents dashboard is', what: "live agent status (Available, On Call, On Break, Logged Out) and each agent's queues." },
   '/settings/queues': { subject: 'Queues are', what: 'queue members, ring strategies, skills, business hours and overflow.' },
-  '/settings/sip-trunks': { subject: 'SIP trunks are', what: 'carrier trunks with allowed CIDRs, credentials, registration and OK/FAIL status.' },
-  '/settings/agents': { subject: 'Agent extensions are', what: "agents' SIP extensions and their registration state." },
   '/settings/transcription-policies': { subject: 'Transcription policies are', what: 'when calls are transcribed: globally, per DID, per queue or per agent.' },
   '/settings/transcription-providers': { subject: 'Transcription providers are', what: 'speech-to-text providers and their API keys, with a test button.' },
   '/settings/salesforce': { subject: 'The Salesforce integration is', what: 'the Service Cloud Voice connection, user mappings and transcript pushes.' },

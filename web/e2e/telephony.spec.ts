@@ -1,0 +1,340 @@
+// The telephony backoffice: an admin adds carrier trunks (one answers OPTIONS and goes OK, one
+// does not and goes FAIL with the reason), gives a number to an agent, issues the agent's SIP
+// credentials; a phone registers with them and the agent turns green everywhere.
+import { expect, test, type BrowserContext, type Page } from '@playwright/test';
+import { createSocket } from 'node:dgram';
+import { PASSWORD, TEL_ADMIN, TEL_AGENT } from './accounts';
+import { enrolTotp, expectAccessible, expectOnLogin, loginWithTotp, shot, submitPassword } from './helpers';
+import { fakeCarrier, registerPhone } from './sip';
+
+test.describe.configure({ mode: 'serial' });
+
+let context: BrowserContext;
+let page: Page;
+let carrier: Awaited<ReturnType<typeof fakeCarrier>>;
+let phone: Awaited<ReturnType<typeof registerPhone>> | undefined;
+let deadPort: number;
+const SIP_PORT = Number(process.env.WEB_E2E_SIP_PORT);
+
+interface TrunkJson {
+  id: string;
+  name: string;
+  host: string;
+  port: number;
+  allowed_cidrs: string[];
+  username: string | null;
+  has_password: boolean;
+  register: boolean;
+  status: string;
+}
+
+test.beforeAll(async ({ browser }) => {
+  carrier = await fakeCarrier();
+  // A UDP port with nobody behind it: the second carrier never answers.
+  const probe = createSocket('udp4');
+  await new Promise<void>((r) => probe.bind(0, '127.0.0.1', r));
+  deadPort = probe.address().port;
+  await new Promise<void>((r) => probe.close(() => r()));
+
+  context = await browser.newContext({ permissions: ['clipboard-read', 'clipboard-write'] });
+  page = await context.newPage();
+  await page.goto('/login');
+  await submitPassword(page, TEL_ADMIN.email, PASSWORD);
+  const enrolment = await enrolTotp(page);
+  await page.getByLabel('I have saved these recovery codes').check();
+  await page.getByRole('button', { name: 'Continue to sign in' }).click();
+  await expectOnLogin(page);
+  await loginWithTotp(page, TEL_ADMIN.email, PASSWORD, enrolment.secret, enrolment.confirmedStep);
+  await expect(page).toHaveURL(/\/settings\/users$/);
+});
+
+test.afterAll(async () => {
+  await phone?.close().catch(() => undefined);
+  await carrier?.close();
+  await context?.close();
+});
+
+const nav = () => page.getByRole('navigation', { name: 'Main' });
+
+test('SIP trunks: the CIDR editor, client and server errors, then OK and FAIL from real keepalives', async () => {
+  await nav().getByRole('link', { name: 'SIP trunks' }).click();
+  await expect(page.getByRole('heading', { level: 1, name: 'SIP trunks' })).toBeVisible();
+  await expect(page.getByText('No SIP trunks yet')).toBeVisible();
+  await shot(page, 'sip-trunks-empty');
+
+  await page.getByRole('button', { name: 'Add trunk' }).first().click();
+  const dialog = page.getByRole('dialog', { name: 'Add SIP trunk' });
+  await expect(dialog.getByLabel('Name', { exact: true })).toBeFocused();
+
+  // Nothing filled: each field says what it needs.
+  await dialog.getByRole('button', { name: 'Add trunk' }).click();
+  await expect(dialog.getByText('Enter a name, e.g. the carrier’s.')).toBeVisible();
+  await expect(dialog.getByText('Enter the carrier’s host name or IP address.')).toBeVisible();
+  await expect(dialog.getByLabel('Name', { exact: true })).toBeFocused();
+
+  await dialog.getByLabel('Name', { exact: true }).fill('Carrier One');
+  await dialog.getByLabel('Host', { exact: true }).fill('127.0.0.1');
+  await dialog.getByLabel(/^Port/).fill(String(carrier.port));
+  // A host address typed with its /24: the editor says the whole network is saved.
+  const row1 = dialog.getByLabel('Network 1', { exact: true });
+  await row1.fill('185.45.152.180/24');
+  await expect(dialog.getByText('Saved as 185.45.152.0/24: the whole network, not just the address typed.')).toBeVisible();
+  // Pasting a list into a new row splits it into rows.
+  await dialog.getByRole('button', { name: 'Add network' }).click();
+  const row2 = dialog.getByLabel('Network 2', { exact: true });
+  await expect(row2).toBeFocused();
+  await page.evaluate(() => navigator.clipboard.writeText('185.45.153.0/24, 2001:db8::1/32\n127.0.0.0/8'));
+  await page.keyboard.press('Control+V');
+  await expect(dialog.getByLabel('Network 4', { exact: true })).toHaveValue('127.0.0.0/8');
+  await expect(dialog.getByLabel('Network 3', { exact: true })).toHaveValue('2001:db8::1/32');
+  await expect(dialog.getByText('4 networks')).toBeVisible();
+  // A host name and an out-of-range prefix are named on their rows.
+  await dialog.getByRole('button', { name: 'Add network' }).click();
+  await dialog.getByLabel('Network 5', { exact: true }).fill('sip.zadarma.com');
+  await dialog.getByRole('button', { name: 'Add network' }).click();
+  await dialog.getByLabel('Network 6', { exact: true }).fill('10.0.0.0/33');
+  await dialog.getByLabel('Register with the carrier').check();
+  await dialog.getByRole('button', { name: 'Add trunk' }).click();
+  await expect(dialog.getByText('Use IP addresses, not host names: carriers publish the networks they send from.')).toBeVisible();
+  await expect(dialog.getByText('The prefix after “/” must be 0 to 32 for an IPv4 network.')).toBeVisible();
+  await expect(dialog.getByText('Registering needs a user name and a password.')).toBeVisible();
+  await expect(dialog.getByLabel('Network 5', { exact: true })).toBeFocused();
+  await expect(dialog.getByLabel('Network 5', { exact: true })).toHaveAttribute('aria-invalid', 'true');
+  await shot(page, 'sip-trunk-dialog-errors', { fullPage: false });
+  await expectAccessible(page);
+  await dialog.getByRole('button', { name: 'Remove network 6 (10.0.0.0/33)' }).click();
+  await dialog.getByRole('button', { name: 'Remove network 5 (sip.zadarma.com)' }).click();
+  await expect(dialog.getByLabel('Network 5', { exact: true })).toHaveCount(0);
+  await dialog.getByLabel('Register with the carrier').uncheck();
+  await dialog.getByRole('button', { name: 'Add trunk' }).click();
+  await expect(dialog).toBeHidden();
+  await expect(page.getByText('Carrier One was added.')).toBeVisible();
+
+  await expect(page.getByRole('row').filter({ hasText: 'Carrier One' })).toBeVisible();
+
+  // The second carrier: its name first collides (the server's 409 lands next to Name).
+  await page.getByRole('button', { name: 'Add trunk' }).click();
+  const second = page.getByRole('dialog', { name: 'Add SIP trunk' });
+  await second.getByLabel('Name', { exact: true }).fill('Carrier One');
+  await second.getByLabel('Host', { exact: true }).fill('127.0.0.1');
+  await second.getByLabel(/^Port/).fill(String(deadPort));
+  await second.getByLabel('Network 1', { exact: true }).fill('198.51.100.0/24');
+  await second.getByRole('button', { name: 'Add trunk' }).click();
+  await expect(second.getByText('A trunk with this name exists.')).toBeVisible();
+  await expect(second.getByLabel('Name', { exact: true })).toHaveAttribute('aria-invalid', 'true');
+  await expect(second.getByLabel('Name', { exact: true })).toBeFocused();
+  await second.getByLabel('Name', { exact: true }).fill('Backup carrier');
+  await second.getByLabel('User name', { exact: true }).fill('acme-backup');
+  await second.getByLabel('Password', { exact: true }).fill('carrier-secret-1');
+  await second.getByRole('button', { name: 'Add trunk' }).click();
+  await expect(second).toBeHidden();
+
+  // Live status from the real keepalive: OK for the carrier that answers, FAIL with the reason
+  // for the one that does not (the page refreshes itself every 10 s).
+  const one = page.getByRole('row').filter({ hasText: 'Carrier One' });
+  const backup = page.getByRole('row').filter({ hasText: 'Backup carrier' });
+  await expect(one).toContainText(`127.0.0.1:${carrier.port} · UDP`);
+  await expect(one).toContainText('185.45.152.0/24');
+  await expect(one).toContainText('+1 more');
+  await expect(one.getByTestId('trunk-status')).toContainText('OK', { timeout: 40_000 });
+  await expect(backup.getByTestId('trunk-status')).toContainText('FAIL', { timeout: 40_000 });
+  await expect(backup.getByTestId('trunk-status')).toContainText(/Timeout|Unreachable/);
+  await expect(backup.getByTestId('trunk-status')).toContainText(/for \d+ s · since/);
+  await expect(backup).toContainText('Outbound user acme-backup');
+  expect(carrier.requests).toContain('OPTIONS');
+  await shot(page, 'sip-trunks');
+  await expectAccessible(page);
+
+  // The API agrees, normalised as the editor said, with the password never shown.
+  const res = await page.request.get('/api/v1/trunks');
+  const trunks = ((await res.json()) as { items: TrunkJson[] }).items;
+  expect(trunks.find((t) => t.name === 'Carrier One')).toMatchObject({
+    host: '127.0.0.1',
+    port: carrier.port,
+    allowed_cidrs: ['185.45.152.0/24', '185.45.153.0/24', '2001:db8::/32', '127.0.0.0/8'],
+    status: 'OK',
+  });
+  const b = trunks.find((t) => t.name === 'Backup carrier')!;
+  expect(b).toMatchObject({ username: 'acme-backup', has_password: true, status: 'FAIL' });
+  expect(JSON.stringify(b)).not.toContain('carrier-secret-1');
+
+  // Edit: keep the saved password, turn registration on; the row says so.
+  await page.getByRole('button', { name: 'Edit Backup carrier' }).click();
+  const edit = page.getByRole('dialog', { name: 'Edit Backup carrier' });
+  await expect(edit.getByLabel('Name', { exact: true })).toBeFocused();
+  await expect(edit.getByLabel('Password', { exact: true })).toHaveAttribute('placeholder', '•••••••• (saved)');
+  await edit.getByLabel('Register with the carrier').check();
+  await edit.getByRole('button', { name: 'Save changes' }).click();
+  await expect(edit).toBeHidden();
+  await expect(page.getByText('Backup carrier was updated.')).toBeVisible();
+  await expect(backup).toContainText('registers');
+  const after = (await (await page.request.get(`/api/v1/trunks/${b.id}`)).json()) as TrunkJson;
+  expect(after).toMatchObject({ register: true, has_password: true });
+
+  // The status history is one click away, in the audit log.
+  await backup.getByRole('link', { name: 'History of Backup carrier' }).click();
+  await expect(page).toHaveURL(new RegExp(`resource=trunk%3A${b.id}|resource=trunk:${b.id}`));
+  await expect(page.getByRole('row').filter({ hasText: 'trunk.status_changed' }).first()).toBeVisible();
+});
+
+test('Numbers: a DID on a trunk, routed to an agent; a trunk in use cannot be deleted', async () => {
+  await nav().getByRole('link', { name: 'Numbers (DIDs)' }).click();
+  await expect(page.getByRole('heading', { level: 1, name: 'Numbers (DIDs)' })).toBeVisible();
+  await expect(page.getByText('No numbers yet')).toBeVisible();
+  await page.getByRole('button', { name: 'Add number' }).first().click();
+  const dialog = page.getByRole('dialog', { name: 'Add number' });
+  await expect(dialog.getByLabel('Number', { exact: true })).toBeFocused();
+  await dialog.getByLabel('Number', { exact: true }).fill('030 1234567');
+  await dialog.getByRole('button', { name: 'Add number' }).click();
+  await expect(dialog.getByText('Start with + and the country code, e.g. +49 30 1234567.')).toBeVisible();
+  await expect(dialog.getByText('Choose the trunk this number arrives on.')).toBeVisible();
+  await dialog.getByLabel('Number', { exact: true }).fill('0049 30 1234567');
+  await expect(dialog.getByText('Saved as +49301234567.')).toBeVisible();
+  await dialog.getByLabel('Trunk', { exact: true }).selectOption({ label: `Carrier One — 127.0.0.1:${carrier.port} · UDP` });
+  await dialog.getByLabel('Destination', { exact: true }).selectOption('agent');
+  await dialog.getByRole('button', { name: 'Add number' }).click();
+  await expect(dialog.getByText('Choose the agent that answers this number.')).toBeVisible();
+  await expect(dialog.getByLabel('Agent', { exact: true })).toBeFocused();
+  await dialog.getByLabel('Agent', { exact: true }).selectOption({ label: `${TEL_AGENT.name} · not registered` });
+  await dialog.getByRole('button', { name: 'Add number' }).click();
+  await expect(dialog).toBeHidden();
+  await expect(page.getByText('+49301234567 was added.')).toBeVisible();
+  const row = page.getByRole('row').filter({ hasText: '+49301234567' });
+  await expect(row).toContainText('Carrier One');
+  await expect(row).toContainText(TEL_AGENT.name);
+
+  // The same number again: the server's conflict is shown next to the field.
+  await page.getByRole('button', { name: 'Add number' }).first().click();
+  const again = page.getByRole('dialog', { name: 'Add number' });
+  await again.getByLabel('Number', { exact: true }).fill('+49 30 1234567');
+  await again.getByLabel('Trunk', { exact: true }).selectOption({ label: `Carrier One — 127.0.0.1:${carrier.port} · UDP` });
+  await again.getByRole('button', { name: 'Add number' }).click();
+  await expect(again.getByText('This number is already a DID.')).toBeVisible();
+  await expect(again.getByLabel('Number', { exact: true })).toBeFocused();
+  await again.getByLabel('Number', { exact: true }).fill('+14155550100');
+  await again.getByRole('button', { name: 'Add number' }).click();
+  await expect(again).toBeHidden();
+  await expect(page.getByRole('row').filter({ hasText: '+14155550100' })).toContainText('Not routed');
+  await shot(page, 'numbers');
+  await expectAccessible(page);
+
+  const users = (await (await page.request.get('/api/v1/users?limit=200')).json()) as { items: { id: string; email: string }[] };
+  const tina = users.items.find((u) => u.email === TEL_AGENT.email)!;
+  const dids = (await (await page.request.get('/api/v1/dids')).json()) as {
+    items: { number: string; destination_type: string; destination_id: string | null }[];
+  };
+  expect(dids.items.find((d) => d.number === '+49301234567')).toMatchObject({ destination_type: 'agent', destination_id: tina.id });
+  expect(dids.items.find((d) => d.number === '+14155550100')).toMatchObject({ destination_type: 'none', destination_id: null });
+
+  // Edit one, then delete it.
+  await page.getByRole('button', { name: 'Edit +14155550100' }).click();
+  const edit = page.getByRole('dialog', { name: 'Edit +14155550100' });
+  await edit.getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('dialog', { name: 'Delete this number?' }).getByRole('button', { name: 'Delete number' }).click();
+  await expect(page.getByText('+14155550100 was deleted.')).toBeVisible();
+  await expect(page.getByRole('row').filter({ hasText: '+14155550100' })).toHaveCount(0);
+
+  // Carrier One still carries +49301234567: deleting it is refused with the reason.
+  await nav().getByRole('link', { name: 'SIP trunks' }).click();
+  await expect(page.getByRole('row').filter({ hasText: 'Carrier One' })).toContainText('1 number');
+  await page.getByRole('button', { name: 'Edit Carrier One' }).click();
+  await page.getByRole('dialog', { name: 'Edit Carrier One' }).getByRole('button', { name: 'Delete' }).click();
+  const confirm = page.getByRole('dialog', { name: 'Delete this trunk?' });
+  await confirm.getByRole('button', { name: 'Delete trunk' }).click();
+  await expect(confirm.getByText(/Numbers still arrive on this trunk/)).toBeVisible();
+  await confirm.getByRole('button', { name: 'Cancel' }).click();
+  await page.getByRole('dialog', { name: 'Edit Carrier One' }).getByRole('button', { name: 'Cancel' }).click();
+
+  // Backup carrier has no numbers: it goes.
+  await page.getByRole('button', { name: 'Edit Backup carrier' }).click();
+  await page.getByRole('dialog', { name: 'Edit Backup carrier' }).getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('dialog', { name: 'Delete this trunk?' }).getByRole('button', { name: 'Delete trunk' }).click();
+  await expect(page.getByText('Backup carrier was deleted.')).toBeVisible();
+  await expect(page.getByRole('row').filter({ hasText: 'Backup carrier' })).toHaveCount(0);
+});
+
+test('Agents: credentials issued, a phone registers, the agent turns green with transport and user agent', async () => {
+  await nav().getByRole('link', { name: 'Agents', exact: true }).nth(1).click();
+  await expect(page).toHaveURL(/\/settings\/agents$/);
+  await expect(page.getByRole('heading', { level: 1, name: 'Agents' })).toBeVisible();
+  const row = page.getByRole('row').filter({ hasText: TEL_AGENT.email });
+  await expect(row).toContainText('Not issued');
+  await expect(row.getByTestId('agent-registration')).toContainText('Not registered');
+  await expect(page.getByRole('row').filter({ hasText: TEL_ADMIN.email })).toHaveCount(0);
+
+  await row.getByRole('link', { name: `Open ${TEL_AGENT.name}` }).click();
+  await expect(page.getByRole('heading', { level: 1, name: TEL_AGENT.name })).toBeVisible();
+  await expect(page.getByTestId('registration-state')).toContainText('Not registered');
+  await page.getByRole('button', { name: 'Issue SIP credentials' }).click();
+  await expect(page.getByText(/Extension \d+ was issued\./)).toBeVisible();
+  const creds = page.getByTestId('sip-credentials');
+  const password = (await page.getByTestId('sip-password').innerText()).trim();
+  expect(password.length).toBeGreaterThanOrEqual(16);
+  const uri = (await creds.locator('dd').first().innerText()).trim();
+  const m = /^sip:(\d+)@(.+)$/.exec(uri);
+  expect(m, uri).not.toBeNull();
+  const [, extension, domain] = m!;
+  expect(domain).toBe('acme.sip.localhost');
+
+  // A phone registers with those credentials over UDP.
+  phone = await registerPhone({ sipPort: SIP_PORT, user: extension!, domain: domain!, password, userAgent: 'Yealink T46U 66.86' });
+  expect(phone.status).toBe('SIP/2.0 200 OK');
+  await expect(page.getByTestId('registration-state')).toContainText('Registered', { timeout: 25_000 });
+  await expect(page.getByText('Secure WebSocket')).toHaveCount(0);
+  await expect(page.getByRole('definition').filter({ hasText: 'Yealink T46U 66.86' })).toBeVisible();
+  await shot(page, 'agent-detail');
+  await expectAccessible(page);
+
+  // Rotating issues a new password.
+  await page.getByRole('button', { name: 'Rotate password' }).click();
+  await page.getByRole('dialog', { name: 'Rotate the SIP password?' }).getByRole('button', { name: 'Rotate password' }).click();
+  await expect(page.getByText(/A new SIP password was issued/)).toBeVisible();
+  expect((await page.getByTestId('sip-password').innerText()).trim()).not.toBe(password);
+
+  await page.getByRole('link', { name: '← All agents' }).click();
+  const green = page.getByRole('row').filter({ hasText: TEL_AGENT.email });
+  await expect(green.getByTestId('agent-registration')).toContainText('Registered');
+  await expect(green.getByTestId('agent-registration')).toContainText('UDP · Yealink T46U 66.86 · 1 device');
+  await expect(green).toContainText(extension!);
+  await shot(page, 'agents');
+  await expectAccessible(page);
+
+  // Dashboard → Agents: the board, registered first.
+  await nav().getByRole('link', { name: 'Agents', exact: true }).first().click();
+  await expect(page).toHaveURL(/\/dashboard\/agents$/);
+  await expect(page.getByRole('group', { name: 'Summary' })).toContainText('1Registered');
+  const card = page.getByRole('listitem').filter({ hasText: TEL_AGENT.name });
+  await expect(card).toContainText('Registered');
+  await expect(card).toContainText(`Ext. ${extension}`);
+  await expect(page.getByRole('list', { name: 'Agents' }).getByRole('listitem').first()).toContainText(TEL_AGENT.name);
+  await shot(page, 'agents-dashboard');
+  await expectAccessible(page);
+  await card.getByRole('link', { name: TEL_AGENT.name }).click();
+  await expect(page).toHaveURL(/\/dashboard\/agents\/[0-9a-f-]{36}$/);
+  await expect(page.getByRole('heading', { level: 1, name: TEL_AGENT.name })).toBeVisible();
+});
+
+test('an agent sees their own registration and SIP credentials, nobody else’s', async ({ browser }) => {
+  const agentContext = await browser.newContext();
+  const agentPage = await agentContext.newPage();
+  await agentPage.goto('/login');
+  await submitPassword(agentPage, TEL_AGENT.email, PASSWORD);
+  await expect(agentPage).toHaveURL(/\/dashboard\/agents$/);
+  await expect(agentPage.getByRole('heading', { level: 1, name: 'My status' })).toBeVisible();
+  await expect(agentPage.getByTestId('registration-state')).toContainText('Registered');
+  await agentPage.getByRole('button', { name: 'Show password' }).click();
+  const rotated = (await agentPage.getByTestId('sip-password').innerText()).trim();
+  await expect(agentPage.getByTestId('sip-credentials')).toContainText('acme.sip.localhost');
+  await shot(agentPage, 'agent-my-status');
+  await expectAccessible(agentPage);
+  // Settings pages stay closed to agents.
+  await agentPage.goto('/settings/sip-trunks');
+  await expect(agentPage.getByRole('heading', { level: 1, name: 'No access' })).toBeVisible();
+  await agentContext.close();
+
+  // When the phone un-registers, the agent turns red again.
+  await phone?.close(rotated);
+  phone = undefined;
+  await page.reload();
+  await expect(page.getByTestId('registration-state')).toContainText('Not registered', { timeout: 25_000 });
+});
