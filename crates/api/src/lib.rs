@@ -11,6 +11,7 @@ mod metrics;
 mod middleware;
 pub mod ops;
 pub mod principal;
+pub mod realtime;
 mod routes;
 
 use std::net::SocketAddr;
@@ -84,6 +85,7 @@ pub struct Inner {
     pub vault: vault::Vault,
     pub clock: Arc<dyn Clock>,
     pub config: ApiConfig,
+    pub realtime: realtime::Hub,
     metrics: metrics::Metrics,
     /// Verified against when the e-mail is unknown, so unknown users cost the same time.
     dummy_password_hash: String,
@@ -104,6 +106,7 @@ impl AppState {
             vault,
             clock,
             config,
+            realtime: realtime::Hub::new(),
             metrics: metrics::Metrics::new(),
             dummy_password_hash,
         }))
@@ -178,6 +181,7 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(realtime::layer(&state))
         .with_state(state)
 }
 

@@ -33,6 +33,9 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let http = tokio::spawn(api::serve(listener, api::router(state.clone()), wait_for(stop_rx.clone())));
     let maintenance = tokio::spawn(maintenance(database.db.clone(), stop_rx.clone()));
+    // Outbox events to logged-in users over Socket.IO; on stop it disconnects every socket, which
+    // also ends the long-polling requests the HTTP drain below would otherwise wait for.
+    let realtime = tokio::spawn(api::realtime::run(state.clone(), stop_rx.clone()));
     let worker = if config.webhooks.worker {
         let worker = webhooks::Worker::new(
             database.db.clone(),
@@ -74,6 +77,9 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("HTTP connections did not drain within 20 s"),
     }
     maintenance.abort();
+    if tokio::time::timeout(Duration::from_secs(5), realtime).await.is_err() {
+        tracing::warn!("the realtime listener did not stop within 5 s");
+    }
     if let Some(sip) = sip {
         sip.shutdown().await;
     }
