@@ -6,6 +6,8 @@
 //! channel hop. Commands and packets are handled on the same thread, one at a time.
 
 mod shard;
+#[cfg(feature = "webrtc")]
+mod webrtc;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -140,21 +142,69 @@ pub enum MediaError {
     AlreadyRecording,
     #[error(transparent)]
     Wav(#[from] WavError),
+    /// The WebRTC offer could not be accepted (malformed, no common codec, ...).
+    #[error("WebRTC: {0}")]
+    WebRtc(String),
 }
 
 /// What a shard is asked to do. Replies go back on the oneshot.
 enum Command {
-    OpenLeg { reply: oneshot::Sender<Result<Leg, MediaError>> },
-    SetRemote { leg: LegId, remote: SocketAddr, codec: Codec, reply: oneshot::Sender<Result<(), MediaError>> },
-    Play { leg: LegId, source: Box<dyn FrameSource + Send>, reply: oneshot::Sender<Result<(), MediaError>> },
-    StopPlay { leg: LegId, reply: oneshot::Sender<Result<(), MediaError>> },
-    Bridge { a: LegId, b: LegId, reply: oneshot::Sender<Result<(), MediaError>> },
-    Unbridge { a: LegId, b: LegId, reply: oneshot::Sender<Result<(), MediaError>> },
-    Record { left: LegId, right: LegId, path: PathBuf, reply: oneshot::Sender<Result<(), MediaError>> },
-    StopRecord { left: LegId, reply: oneshot::Sender<Result<Option<RecordingInfo>, MediaError>> },
-    SendDtmf { leg: LegId, digit: char, reply: oneshot::Sender<Result<(), MediaError>> },
-    Stats { leg: LegId, reply: oneshot::Sender<Result<LegStats, MediaError>> },
-    CloseLeg { leg: LegId, reply: oneshot::Sender<Result<LegStats, MediaError>> },
+    OpenLeg {
+        reply: oneshot::Sender<Result<Leg, MediaError>>,
+    },
+    #[cfg(feature = "webrtc")]
+    OpenWebRtcLeg {
+        offer: String,
+        reply: oneshot::Sender<Result<(Leg, String), MediaError>>,
+    },
+    SetRemote {
+        leg: LegId,
+        remote: SocketAddr,
+        codec: Codec,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    Play {
+        leg: LegId,
+        source: Box<dyn FrameSource + Send>,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    StopPlay {
+        leg: LegId,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    Bridge {
+        a: LegId,
+        b: LegId,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    Unbridge {
+        a: LegId,
+        b: LegId,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    Record {
+        left: LegId,
+        right: LegId,
+        path: PathBuf,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    StopRecord {
+        left: LegId,
+        reply: oneshot::Sender<Result<Option<RecordingInfo>, MediaError>>,
+    },
+    SendDtmf {
+        leg: LegId,
+        digit: char,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    Stats {
+        leg: LegId,
+        reply: oneshot::Sender<Result<LegStats, MediaError>>,
+    },
+    CloseLeg {
+        leg: LegId,
+        reply: oneshot::Sender<Result<LegStats, MediaError>>,
+    },
     Shutdown,
 }
 
@@ -234,6 +284,24 @@ impl Media {
     /// Give all legs of one call the same `group` (e.g. the call id) so they can be bridged.
     pub async fn open_leg(&self, group: u128) -> Result<Leg, MediaError> {
         self.ask(self.shard_of_group(group), |reply| Command::OpenLeg { reply }).await
+    }
+
+    /// Opens a WebRTC leg for a browser's SDP offer and returns it with our SDP answer.
+    ///
+    /// The leg is ICE-lite with one host candidate (`local`), DTLS-SRTP, BUNDLE and rtcp-mux on
+    /// one UDP port. It speaks PCMU or PCMA (the first of the browser's preference) and
+    /// telephone-event/8000; offers without either G.711 codec fail with [`MediaError::WebRtc`].
+    /// The codec is known at once (see [`Media::stats`]), so no `set_remote` is needed: media
+    /// flows to wherever ICE connects. Everything else (play, bridge, record, DTMF, close)
+    /// works as for plain RTP legs.
+    #[cfg(feature = "webrtc")]
+    pub async fn open_webrtc_leg(
+        &self,
+        group: u128,
+        remote_offer_sdp: &str,
+    ) -> Result<(Leg, String), MediaError> {
+        let offer = remote_offer_sdp.to_owned();
+        self.ask(self.shard_of_group(group), |reply| Command::OpenWebRtcLeg { offer, reply }).await
     }
 
     /// Sets where to send (the SDP address) and the negotiated codec. Until the peer's first

@@ -25,9 +25,12 @@ use super::{Command, Leg, LegId, LegStats, MediaError, RecordingInfo};
 use crate::codec::{CLOCK_RATE, Codec, CodecKind, FRAME_SAMPLES};
 use crate::dtmf::{self, DtmfReceiver, EventPacket};
 use crate::latch::Latch;
-use crate::rtp::{self, ReceiveStats, Rewriter, RtpPacket, SenderInfo};
+use crate::rtp::{self, ReceiveStats, Rewriter, Rewritten, RtpPacket, SenderInfo};
 use crate::tone::FrameSource;
 use crate::wav::StereoWavWriter;
+
+#[cfg(feature = "webrtc")]
+use super::webrtc::{Inbound, WebRtcLeg};
 
 /// How often playback, DTMF and recording advance.
 const TICK: Duration = Duration::from_millis(20);
@@ -116,6 +119,10 @@ async fn handle(shard: &Shared, command: Command) {
         Command::OpenLeg { reply } => {
             let _ = reply.send(open_leg(shard));
         }
+        #[cfg(feature = "webrtc")]
+        Command::OpenWebRtcLeg { offer, reply } => {
+            let _ = reply.send(open_webrtc_leg(shard, &offer));
+        }
         Command::CloseLeg { leg, reply } => {
             let closed = shard.borrow_mut().close_leg(leg);
             let result = match closed {
@@ -172,14 +179,41 @@ fn open_leg(shard: &Shared) -> Result<Leg, MediaError> {
     let id = LegId { shard: state.settings.index, index };
     let rtp_socket = Rc::new(rtp_socket);
     let rtcp_socket = Rc::new(rtcp_socket);
-    let tasks = [
+    let tasks = vec![
         tokio::task::spawn_local(read_loop(shard.clone(), index, rtp_socket.clone(), false)),
         tokio::task::spawn_local(read_loop(shard.clone(), index, rtcp_socket.clone(), true)),
     ];
     let local = SocketAddr::new(state.settings.advertised, port);
-    let now = Instant::now();
-    state.legs.insert(index, LegState::new(id, port, rtp_socket, rtcp_socket, tasks, now));
+    let transport = Transport::Rtp { rtp: rtp_socket, rtcp: rtcp_socket };
+    state.legs.insert(index, LegState::new(id, port, transport, tasks, Instant::now()));
     Ok(Leg { id, local })
+}
+
+/// Opens a WebRTC leg: one socket (BUNDLE + rtcp-mux), the offer answered by str0m.
+#[cfg(feature = "webrtc")]
+fn open_webrtc_leg(shard: &Shared, offer: &str) -> Result<(Leg, String), MediaError> {
+    let mut state = shard.borrow_mut();
+    let bind_ip = state.settings.bind_ip;
+    // A whole pair keeps the pool simple; the odd port goes unused (rtcp-mux).
+    let (port, socket, _rtcp) = state.ports.allocate(bind_ip)?;
+    let local = SocketAddr::new(state.settings.advertised, port);
+    let socket = Rc::new(socket);
+    let now = Instant::now();
+    let (webrtc, answer, codec) = match WebRtcLeg::accept(offer, socket.clone(), local, now) {
+        Ok(accepted) => accepted,
+        Err(error) => {
+            state.ports.release(port);
+            return Err(error);
+        }
+    };
+    let index = state.next_index;
+    state.next_index += 1;
+    let id = LegId { shard: state.settings.index, index };
+    let tasks = vec![tokio::task::spawn_local(read_loop(shard.clone(), index, socket, false))];
+    let mut leg = LegState::new(id, port, Transport::WebRtc(Box::new(webrtc)), tasks, now);
+    leg.codec = codec;
+    state.legs.insert(index, leg);
+    Ok((Leg { id, local }, answer))
 }
 
 /// The even RTP ports of the range that belong to this shard (pair k goes to shard k % n).
@@ -258,12 +292,30 @@ enum PayloadKind {
     Other,
 }
 
+/// How a leg's media travels.
+enum Transport {
+    /// Plain RTP on an even port, RTCP on the odd one above.
+    Rtp { rtp: Rc<UdpSocket>, rtcp: Rc<UdpSocket> },
+    /// WebRTC (str0m): ICE, DTLS-SRTP and RTCP inside, one socket.
+    #[cfg(feature = "webrtc")]
+    WebRtc(Box<WebRtcLeg>),
+}
+
+/// One received media packet, whatever the transport.
+struct MediaIn<'a> {
+    ssrc: u32,
+    payload_type: u8,
+    sequence: u16,
+    timestamp: u32,
+    marker: bool,
+    payload: &'a [u8],
+}
+
 struct LegState {
     id: LegId,
     port: u16,
-    rtp: Rc<UdpSocket>,
-    rtcp: Rc<UdpSocket>,
-    tasks: [JoinHandle<()>; 2],
+    transport: Transport,
+    tasks: Vec<JoinHandle<()>>,
     codec: Option<Codec>,
     latch: Latch,
     rtcp_latch: Latch,
@@ -291,19 +343,11 @@ struct LegState {
 }
 
 impl LegState {
-    fn new(
-        id: LegId,
-        port: u16,
-        rtp: Rc<UdpSocket>,
-        rtcp: Rc<UdpSocket>,
-        tasks: [JoinHandle<()>; 2],
-        now: Instant,
-    ) -> Self {
+    fn new(id: LegId, port: u16, transport: Transport, tasks: Vec<JoinHandle<()>>, now: Instant) -> Self {
         Self {
             id,
             port,
-            rtp,
-            rtcp,
+            transport,
             tasks,
             codec: None,
             latch: Latch::new(),
@@ -343,15 +387,84 @@ impl LegState {
         }
     }
 
-    fn send_rtp(&mut self, packet: &[u8], destination: SocketAddr) {
-        match self.rtp.try_send_to(packet, destination) {
-            Ok(_) => {
-                self.packets_sent += 1;
-                self.bytes_sent += packet.len() as u64;
-                self.payload_bytes_sent += packet.len().saturating_sub(12) as u64;
-            }
-            Err(error) => tracing::trace!(%error, "RTP send dropped"),
+    /// Where media goes: the latched or signalled address, or the ICE-selected one.
+    fn destination(&self) -> Option<SocketAddr> {
+        match &self.transport {
+            Transport::Rtp { .. } => self.latch.destination(),
+            #[cfg(feature = "webrtc")]
+            Transport::WebRtc(webrtc) => webrtc.remote(),
         }
+    }
+
+    /// Whether there is anywhere to send media.
+    fn can_send(&self) -> bool {
+        match &self.transport {
+            Transport::Rtp { .. } => self.latch.destination().is_some(),
+            #[cfg(feature = "webrtc")]
+            Transport::WebRtc(webrtc) => webrtc.is_alive(),
+        }
+    }
+
+    /// Sends one packet of our outgoing stream: audio, or (plain RTP only) a telephone-event.
+    fn send_media(
+        &mut self,
+        out: Rewritten,
+        payload_type: u8,
+        payload: &[u8],
+        now: Instant,
+        packet: &mut Vec<u8>,
+    ) {
+        let sent = match &mut self.transport {
+            Transport::Rtp { rtp, .. } => {
+                let Some(destination) = self.latch.destination() else { return };
+                packet.clear();
+                rtp::write_simple(
+                    out.marker,
+                    payload_type,
+                    out.sequence,
+                    out.timestamp,
+                    out.ssrc,
+                    payload,
+                    packet,
+                );
+                match rtp.try_send_to(packet, destination) {
+                    Ok(_) => true,
+                    Err(error) => {
+                        tracing::trace!(%error, "RTP send dropped");
+                        false
+                    }
+                }
+            }
+            #[cfg(feature = "webrtc")]
+            Transport::WebRtc(webrtc) => {
+                webrtc.write_audio(payload_type, out.timestamp, out.marker, payload, now)
+            }
+        };
+        let _ = now;
+        if sent {
+            self.packets_sent += 1;
+            self.bytes_sent += (12 + payload.len()) as u64;
+            self.payload_bytes_sent += payload.len() as u64;
+        }
+    }
+
+    /// Relays a telephone-event packet: as is on plain RTP, as a whole event on WebRTC.
+    fn send_event(
+        &mut self,
+        out: Rewritten,
+        payload_type: u8,
+        payload: &[u8],
+        now: Instant,
+        packet: &mut Vec<u8>,
+    ) {
+        #[cfg(feature = "webrtc")]
+        if let Transport::WebRtc(webrtc) = &mut self.transport {
+            if webrtc.relay_event(payload, out.timestamp, now) {
+                self.packets_sent += 1;
+            }
+            return;
+        }
+        self.send_media(out, payload_type, payload, now, packet);
     }
 
     fn on_rtcp(&mut self, datagram: &[u8], from: SocketAddr, now: Instant, is_rtcp_port: bool) {
@@ -366,7 +479,7 @@ impl LegState {
     }
 
     fn tick_playback(&mut self, now: Instant, payload: &mut Vec<u8>, packet: &mut Vec<u8>) {
-        let (Some(codec), Some(destination)) = (self.codec, self.latch.destination()) else { return };
+        let Some(codec) = self.codec.filter(|_| self.can_send()) else { return };
         let Some(playing) = &mut self.playback else { return };
         payload.clear();
         playing.source.next_encoded(codec.kind, payload);
@@ -376,17 +489,7 @@ impl LegState {
         let Some(out) = self.rewriter.forward(self.epoch << 32, sequence, timestamp, false, now) else {
             return;
         };
-        packet.clear();
-        rtp::write_simple(
-            out.marker,
-            codec.payload_type,
-            out.sequence,
-            out.timestamp,
-            out.ssrc,
-            payload,
-            packet,
-        );
-        self.send_rtp(packet, destination);
+        self.send_media(out, codec.payload_type, payload, now, packet);
     }
 
     fn tick_dtmf(&mut self, now: Instant, packet: &mut Vec<u8>) {
@@ -394,35 +497,45 @@ impl LegState {
             self.dtmf_pause -= 1;
             return;
         }
-        let (Some(codec), Some(destination)) = (self.codec, self.latch.destination()) else { return };
+        let Some(codec) = self.codec.filter(|_| self.can_send()) else { return };
         let Some(payload_type) = codec.dtmf_payload_type else {
             self.dtmf_out.clear();
             return;
         };
         let Some(digit) = self.dtmf_out.front_mut() else { return };
         let timestamp = *digit.timestamp.get_or_insert_with(|| self.rewriter.timestamp_at(now));
+        #[cfg(feature = "webrtc")]
+        if let Transport::WebRtc(webrtc) = &mut self.transport {
+            // str0m sends whole events: hand it the press once, with its final duration.
+            let last = digit.packets.back().and_then(|p| dtmf::TelephoneEvent::parse(&p.payload));
+            let Some(last) = last else {
+                self.dtmf_out.pop_front();
+                return;
+            };
+            let duration =
+                Duration::from_micros(u64::from(last.duration) * 1_000_000 / u64::from(CLOCK_RATE));
+            if webrtc.write_event(last.event, last.volume, duration, timestamp, now) {
+                self.packets_sent += digit.packets.len() as u64;
+                self.dtmf_out.pop_front();
+            }
+            return;
+        }
         let next = digit.packets.pop_front();
-        let finished = digit.packets.is_empty();
-        if finished {
+        if digit.packets.is_empty() {
             self.dtmf_out.pop_front();
             self.dtmf_pause = DTMF_GAP_TICKS;
         }
         let Some(event) = next else { return };
         let sequence = self.rewriter.next_local_sequence(now);
-        packet.clear();
-        rtp::write_simple(
-            event.marker,
-            payload_type,
-            sequence,
-            timestamp,
-            self.rewriter.ssrc(),
-            &event.payload,
-            packet,
-        );
-        self.send_rtp(packet, destination);
+        let out = Rewritten { ssrc: self.rewriter.ssrc(), sequence, timestamp, marker: event.marker };
+        self.send_media(out, payload_type, &event.payload, now, packet);
     }
 
+    #[cfg_attr(not(feature = "webrtc"), expect(irrefutable_let_patterns))]
     fn send_rtcp(&mut self, now: Instant, wall: SystemTime, packet: &mut Vec<u8>) {
+        // WebRTC legs: str0m sends its own reports.
+        let Transport::Rtp { rtcp, .. } = &self.transport else { return };
+        let rtcp = rtcp.clone();
         let destination = self.rtcp_latch.destination();
         let sender = (self.packets_sent > 0).then(|| SenderInfo {
             ntp: rtp::ntp_from_unix(wall.duration_since(UNIX_EPOCH).unwrap_or_default()),
@@ -434,7 +547,7 @@ impl LegState {
         let Some(destination) = destination else { return };
         packet.clear();
         rtp::build_report(self.rewriter.ssrc(), sender, block.as_slice(), &self.cname, packet);
-        if let Err(error) = self.rtcp.try_send_to(packet, destination) {
+        if let Err(error) = rtcp.try_send_to(packet, destination) {
             tracing::trace!(%error, "RTCP send dropped");
         }
     }
@@ -447,7 +560,7 @@ impl LegState {
             bytes_sent: self.bytes_sent,
             packets_lost: self.stats.lost(),
             jitter_ms: self.stats.jitter_ms(),
-            remote: self.latch.destination(),
+            remote: self.destination(),
             codec: self.codec.map(|c| format!("{}/{CLOCK_RATE}", c.kind.encoding_name())),
             dtmf_received: self.dtmf_received.clone(),
             rtcp_received: self.rtcp_received,
@@ -537,6 +650,8 @@ struct Shard {
     packet: Vec<u8>,
     payload: Vec<u8>,
     pcm: Vec<i16>,
+    #[cfg(feature = "webrtc")]
+    inbound: Vec<Inbound>,
 }
 
 impl Shard {
@@ -550,6 +665,8 @@ impl Shard {
             packet: Vec::with_capacity(1500),
             payload: Vec::with_capacity(FRAME_SAMPLES),
             pcm: Vec::with_capacity(FRAME_SAMPLES),
+            #[cfg(feature = "webrtc")]
+            inbound: Vec::new(),
         }
     }
 
@@ -574,40 +691,86 @@ impl Shard {
         from: SocketAddr,
         now: Instant,
     ) {
-        let Self { legs, recordings, packet: out, pcm, .. } = self;
+        let Some(leg) = self.legs.get_mut(&index) else { return };
+        match &mut leg.transport {
+            Transport::Rtp { .. } => {
+                if is_rtcp_port || rtp::is_rtcp(datagram) {
+                    leg.on_rtcp(datagram, from, now, is_rtcp_port);
+                    return;
+                }
+                let Ok(packet) = RtpPacket::parse(datagram) else { return };
+                if !leg.latch.on_packet(from, now) {
+                    return;
+                }
+                leg.bytes_received += datagram.len() as u64;
+                let header = &packet.header;
+                let media = MediaIn {
+                    ssrc: header.ssrc,
+                    payload_type: header.payload_type,
+                    sequence: header.sequence,
+                    timestamp: header.timestamp,
+                    marker: header.marker,
+                    payload: packet.payload,
+                };
+                self.on_media(index, &media, now);
+            }
+            #[cfg(feature = "webrtc")]
+            Transport::WebRtc(webrtc) => {
+                leg.bytes_received += datagram.len() as u64;
+                webrtc.handle_datagram(from, datagram, now);
+                self.take_webrtc_media(index, now);
+            }
+        }
+    }
+
+    /// Runs media str0m produced for a WebRTC leg through the common pipeline.
+    #[cfg(feature = "webrtc")]
+    fn take_webrtc_media(&mut self, index: u64, now: Instant) {
+        let mut inbound = std::mem::take(&mut self.inbound);
+        if let Some(LegState { transport: Transport::WebRtc(webrtc), .. }) = self.legs.get_mut(&index) {
+            webrtc.take_pending(&mut inbound);
+        }
+        for packet in inbound.drain(..) {
+            let media = MediaIn {
+                // str0m's frame API does not expose the SSRC; one per leg is what browsers send.
+                ssrc: 0,
+                payload_type: packet.payload_type,
+                sequence: packet.sequence,
+                timestamp: packet.timestamp,
+                marker: packet.marker,
+                payload: &packet.data,
+            };
+            self.on_media(index, &media, now);
+        }
+        self.inbound = inbound;
+    }
+
+    /// The common receive path: stats, DTMF, recording tap, relay into the bridged peer.
+    fn on_media(&mut self, index: u64, media: &MediaIn<'_>, now: Instant) {
+        let Self { legs, recordings, packet: out, payload: scratch, pcm, .. } = self;
         let Some(leg) = legs.get_mut(&index) else { return };
-        if is_rtcp_port || rtp::is_rtcp(datagram) {
-            leg.on_rtcp(datagram, from, now, is_rtcp_port);
-            return;
-        }
-        let Ok(packet) = RtpPacket::parse(datagram) else { return };
-        if !leg.latch.on_packet(from, now) {
-            return;
-        }
-        let header = &packet.header;
         leg.packets_received += 1;
-        leg.bytes_received += datagram.len() as u64;
-        let kind = leg.classify(header.payload_type);
+        let kind = leg.classify(media.payload_type);
         match kind {
             PayloadKind::Audio(codec) => {
-                leg.stats.record(header.ssrc, header.sequence, header.timestamp, now);
+                leg.stats.record(media.ssrc, media.sequence, media.timestamp, now);
                 if let Some((recording, channel)) = leg.recording
                     && let Some(recording) = recordings.get_mut(&recording)
                     && let Some(channel) = recording.channels.get_mut(channel)
                 {
                     pcm.clear();
-                    codec.decode(packet.payload, pcm);
+                    codec.decode(media.payload, pcm);
                     channel.push(pcm);
                 }
             }
             PayloadKind::Event => {
-                leg.stats.record_untimed(header.ssrc, header.sequence);
-                if let Some(digit) = leg.dtmf_receiver.on_packet(header.timestamp, packet.payload) {
+                leg.stats.record_untimed(media.ssrc, media.sequence);
+                if let Some(digit) = leg.dtmf_receiver.on_packet(media.timestamp, media.payload) {
                     leg.dtmf_received.push(digit);
                 }
             }
             PayloadKind::Other => {
-                leg.stats.record_untimed(header.ssrc, header.sequence);
+                leg.stats.record_untimed(media.ssrc, media.sequence);
                 return;
             }
         }
@@ -615,43 +778,34 @@ impl Shard {
 
         // Relay into the peer, as the peer's own outgoing stream.
         let Some(peer) = legs.get_mut(&peer_index) else { return };
-        if peer.playback.is_some() || peer.bridge != Some(index) {
+        if peer.playback.is_some() || peer.bridge != Some(index) || !peer.can_send() {
             return;
         }
-        let (Some(peer_codec), Some(destination)) = (peer.codec, peer.latch.destination()) else { return };
-        let (payload_type, transcode) = match kind {
-            PayloadKind::Audio(from_kind) => (peer_codec.payload_type, Some((from_kind, peer_codec.kind))),
-            PayloadKind::Event => match peer_codec.dtmf_payload_type {
-                Some(pt) => (pt, None),
-                None => return,
-            },
-            PayloadKind::Other => return,
-        };
-        let key = peer.epoch << 32 | u64::from(header.ssrc);
-        let Some(rewritten) =
-            peer.rewriter.forward(key, header.sequence, header.timestamp, header.marker, now)
+        let Some(peer_codec) = peer.codec else { return };
+        let key = peer.epoch << 32 | u64::from(media.ssrc);
+        let Some(rewritten) = peer.rewriter.forward(key, media.sequence, media.timestamp, media.marker, now)
         else {
             return;
         };
-        out.clear();
-        rtp::write_simple(
-            rewritten.marker,
-            payload_type,
-            rewritten.sequence,
-            rewritten.timestamp,
-            rewritten.ssrc,
-            packet.payload,
-            out,
-        );
-        if let Some((from_kind, to_kind)) = transcode
-            && let Some(payload) = out.get_mut(12..)
-        {
-            from_kind.transcode_in_place(to_kind, payload);
+        match kind {
+            PayloadKind::Audio(from_kind) => {
+                scratch.clear();
+                scratch.extend_from_slice(media.payload);
+                from_kind.transcode_in_place(peer_codec.kind, scratch);
+                peer.send_media(rewritten, peer_codec.payload_type, scratch, now, out);
+            }
+            PayloadKind::Event => {
+                if let Some(payload_type) = peer_codec.dtmf_payload_type {
+                    peer.send_event(rewritten, payload_type, media.payload, now, out);
+                }
+            }
+            PayloadKind::Other => {}
         }
-        peer.send_rtp(out, destination);
     }
 
     fn on_tick(&mut self, now: Instant, wall: SystemTime) {
+        #[cfg(feature = "webrtc")]
+        self.tick_webrtc(now);
         let Self { legs, recordings, packet, payload, .. } = self;
         for leg in legs.values_mut() {
             leg.tick_playback(now, payload, packet);
@@ -666,6 +820,25 @@ impl Shard {
         }
         for recording in recordings.values_mut() {
             recording.tick();
+        }
+    }
+
+    /// Feeds due timeouts to WebRTC legs and relays media their writes produced.
+    #[cfg(feature = "webrtc")]
+    fn tick_webrtc(&mut self, now: Instant) {
+        let mut ready = Vec::new();
+        for (index, leg) in &mut self.legs {
+            if let Transport::WebRtc(webrtc) = &mut leg.transport {
+                if webrtc.due(now) {
+                    webrtc.handle_timeout(now);
+                }
+                if webrtc.has_pending() {
+                    ready.push(*index);
+                }
+            }
+        }
+        for index in ready {
+            self.take_webrtc_media(index, now);
         }
     }
 
@@ -781,7 +954,7 @@ impl Shard {
     }
 
     /// Removes a leg; the caller aborts and awaits its reader tasks, then releases the port.
-    fn close_leg(&mut self, id: LegId) -> Result<(LegStats, [JoinHandle<()>; 2], u16), MediaError> {
+    fn close_leg(&mut self, id: LegId) -> Result<(LegStats, Vec<JoinHandle<()>>, u16), MediaError> {
         let index = self.index_of(id)?;
         self.detach_bridge(index);
         let recording = self.legs.get(&index).and_then(|l| l.recording).map(|(left, _)| left);
@@ -790,7 +963,12 @@ impl Shard {
         {
             tracing::warn!(%error, "recording could not be finished");
         }
-        let leg = self.legs.remove(&index).ok_or(MediaError::UnknownLeg)?;
+        #[cfg_attr(not(feature = "webrtc"), expect(unused_mut))]
+        let mut leg = self.legs.remove(&index).ok_or(MediaError::UnknownLeg)?;
+        #[cfg(feature = "webrtc")]
+        if let Transport::WebRtc(webrtc) = &mut leg.transport {
+            webrtc.close();
+        }
         let stats = leg.stats();
         tracing::debug!(leg = %leg.id, "media leg closed");
         Ok((stats, leg.tasks, leg.port))
