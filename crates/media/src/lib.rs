@@ -31,5 +31,5 @@ pub mod wav;
 mod driver;
 
 pub use codec::{Codec, CodecKind};
-pub use driver::{Leg, LegId, LegStats, Media, MediaConfig, MediaError, Playback, RecordingInfo};
+pub use driver::{Leg, LegId, LegStats, Media, MediaConfig, MediaError, MediaEvent, Playback, RecordingInfo};
 pub use sdp::{Direction, SessionDescription};

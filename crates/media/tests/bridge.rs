@@ -11,7 +11,7 @@ use media::dtmf::{TelephoneEvent, digit_packets};
 use media::rtp::{self, RtpPacket};
 use media::tone::rms;
 use media::wav::{Wav, encode_pcm16};
-use media::{Codec, CodecKind, Media, MediaConfig, MediaError, Playback};
+use media::{Codec, CodecKind, Media, MediaConfig, MediaError, MediaEvent, Playback};
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, sleep, timeout};
 
@@ -121,6 +121,7 @@ fn assert_continuous(packets: &[RtpPacket<'_>]) {
 #[tokio::test]
 async fn bridge_relays_transcodes_latches_dtmf_records_and_holds() {
     let media = start(41000, 41099, 2);
+    let mut media_events = media.events();
     let caller = media.open_leg(7).await.unwrap();
     let agent = media.open_leg(7).await.unwrap();
     assert_eq!(caller.id.shard(), agent.id.shard(), "one group, one shard");
@@ -219,6 +220,12 @@ async fn bridge_relays_transcodes_latches_dtmf_records_and_holds() {
     assert_eq!(caller_stats.packets_sent, frames as u64);
     assert_eq!(caller_stats.packets_lost, 0);
     assert_eq!(caller_stats.dtmf_received, "5");
+    assert_eq!(
+        media_events.try_recv().unwrap(),
+        MediaEvent::Dtmf { leg: caller.id, digit: '5' },
+        "reported once, as it came"
+    );
+    assert!(media_events.try_recv().is_err());
     assert_eq!(caller_stats.rtcp_received, 2);
     assert_eq!(caller_stats.remote, Some(caller_real.local_addr().unwrap()));
     assert_eq!(caller_stats.codec.as_deref(), Some("PCMU/8000"));
@@ -353,6 +360,24 @@ async fn port_range_exhaustion_file_playback_and_errors() {
 
     let endpoint = socket().await;
     media.set_remote(two.id, endpoint.local_addr().unwrap(), Codec::new(CodecKind::Pcma)).await.unwrap();
+
+    // Garbage on both ports (truncated headers, lying lengths, random bytes) is survived and ignored.
+    let rtcp_port = SocketAddr::new(LOCALHOST, two.local.port() + 1);
+    let mut state = 0x1234_5678u32;
+    for len in 0..200usize {
+        let datagram: Vec<u8> = (0..len)
+            .map(|i| {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                if i == 0 { 0x80 | (state >> 24) as u8 & 0x3F } else { (state >> 16) as u8 }
+            })
+            .collect();
+        endpoint.send_to(&datagram, two.local).await.unwrap();
+        endpoint.send_to(&datagram, rtcp_port).await.unwrap();
+    }
+    sleep(Duration::from_millis(50)).await;
+    let after_garbage = media.stats(two.id).await.unwrap();
+    assert_eq!(after_garbage.dtmf_received, "");
+    assert_eq!(after_garbage.rtcp_received, 0, "nothing there was valid RTCP");
     assert!(matches!(media.send_dtmf(two.id, '1').await, Err(MediaError::NoDtmf)));
     assert!(matches!(media.send_dtmf(two.id, 'x').await, Err(MediaError::InvalidDigit('x'))));
 

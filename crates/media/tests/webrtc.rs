@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use media::dtmf::{TelephoneEvent, digit_packets};
 use media::rtp::{self, RtpPacket};
-use media::{Codec, CodecKind, Media, MediaConfig, MediaError};
+use media::{Codec, CodecKind, Media, MediaConfig, MediaError, MediaEvent};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::{Codec as WebRtcCodec, CodecExtra, FormatParams};
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, TelephoneEvent as WebRtcEvent};
@@ -162,6 +162,7 @@ async fn browser_leg_bridged_to_rtp_leg_both_ways_with_dtmf() {
         shards: 1,
     })
     .unwrap();
+    let mut media_events = media.events();
 
     assert!(matches!(media.open_webrtc_leg(3, "not sdp").await, Err(MediaError::WebRtc(_))));
 
@@ -245,6 +246,14 @@ async fn browser_leg_bridged_to_rtp_leg_both_ways_with_dtmf() {
     }
     assert!(tone_power(&pcm, 600.0) > 10.0 * tone_power(&pcm, 400.0), "the trunk's 600 Hz");
     assert!(heard.events.iter().any(|e| e.event == 3 && e.end), "{:?}", heard.events);
+
+    let mut seen = Vec::new();
+    while let Ok(event) = media_events.try_recv() {
+        seen.push(event);
+    }
+    assert!(seen.contains(&MediaEvent::WebRtcConnected { leg: web_leg.id }), "{seen:?}");
+    assert!(seen.contains(&MediaEvent::Dtmf { leg: web_leg.id, digit: '7' }), "{seen:?}");
+    assert!(seen.contains(&MediaEvent::Dtmf { leg: trunk.id, digit: '3' }), "{seen:?}");
 
     let web_stats = media.close_leg(web_leg.id).await.unwrap();
     assert!(web_stats.packets_received >= 50, "{web_stats:?}");

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::codec::Codec;
 use crate::tone::{FilePlayback, FrameSource, MusicOnHold, Ringback};
@@ -118,6 +118,22 @@ pub struct RecordingInfo {
     pub bytes: u64,
 }
 
+/// Something that happened on a leg, for whoever listens ([`Media::events`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub enum MediaEvent {
+    /// A key press received as RFC 4733 events, reported once per press (also in
+    /// [`LegStats::dtmf_received`]).
+    Dtmf { leg: LegId, digit: char },
+    /// A WebRTC leg completed ICE and DTLS: media flows from now on.
+    WebRtcConnected { leg: LegId },
+    /// A WebRTC leg lost ICE connectivity (the browser went away or its network changed).
+    WebRtcDisconnected { leg: LegId },
+}
+
+/// Events kept for a slow listener before it starts missing some.
+const EVENT_CAPACITY: usize = 1024;
+
 /// Why a media command failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -210,6 +226,7 @@ enum Command {
 
 struct Inner {
     shards: Vec<mpsc::UnboundedSender<Command>>,
+    events: broadcast::Sender<MediaEvent>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -238,6 +255,7 @@ impl Media {
         } else {
             config.bind_ip
         });
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let mut senders = Vec::with_capacity(shard_count);
         let mut threads = Vec::with_capacity(shard_count);
         for index in 0..shard_count {
@@ -250,6 +268,7 @@ impl Media {
                 advertised,
                 port_min: config.port_min,
                 port_max: config.port_max,
+                events: events.clone(),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("media-{index}"))
@@ -257,7 +276,13 @@ impl Media {
             senders.push(tx);
             threads.push(thread);
         }
-        Ok(Self { inner: Arc::new(Inner { shards: senders, threads: Mutex::new(threads) }) })
+        Ok(Self { inner: Arc::new(Inner { shards: senders, events, threads: Mutex::new(threads) }) })
+    }
+
+    /// Subscribes to leg events from every shard. Events are sent only while someone listens;
+    /// a listener more than 1024 events behind misses the oldest (`RecvError::Lagged`).
+    pub fn events(&self) -> broadcast::Receiver<MediaEvent> {
+        self.inner.events.subscribe()
     }
 
     /// Number of shards.

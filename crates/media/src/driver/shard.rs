@@ -18,10 +18,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::net::UdpSocket;
 use tokio::runtime::Runtime;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::{JoinHandle, LocalSet};
 
-use super::{Command, Leg, LegId, LegStats, MediaError, RecordingInfo};
+use super::{Command, Leg, LegId, LegStats, MediaError, MediaEvent, RecordingInfo};
 use crate::codec::{CLOCK_RATE, Codec, CodecKind, FRAME_SAMPLES};
 use crate::dtmf::{self, DtmfReceiver, EventPacket};
 use crate::latch::Latch;
@@ -52,6 +52,7 @@ pub(super) struct Settings {
     pub(super) advertised: IpAddr,
     pub(super) port_min: u16,
     pub(super) port_max: u16,
+    pub(super) events: broadcast::Sender<MediaEvent>,
 }
 
 type Shared = Rc<RefCell<Shard>>;
@@ -727,8 +728,17 @@ impl Shard {
     #[cfg(feature = "webrtc")]
     fn take_webrtc_media(&mut self, index: u64, now: Instant) {
         let mut inbound = std::mem::take(&mut self.inbound);
-        if let Some(LegState { transport: Transport::WebRtc(webrtc), .. }) = self.legs.get_mut(&index) {
+        if let Some(LegState { id, transport: Transport::WebRtc(webrtc), .. }) = self.legs.get_mut(&index) {
             webrtc.take_pending(&mut inbound);
+            if let Some(connected) = webrtc.take_connection_change() {
+                let leg = *id;
+                let event = if connected {
+                    MediaEvent::WebRtcConnected { leg }
+                } else {
+                    MediaEvent::WebRtcDisconnected { leg }
+                };
+                let _ = self.settings.events.send(event);
+            }
         }
         for packet in inbound.drain(..) {
             let media = MediaIn {
@@ -747,7 +757,7 @@ impl Shard {
 
     /// The common receive path: stats, DTMF, recording tap, relay into the bridged peer.
     fn on_media(&mut self, index: u64, media: &MediaIn<'_>, now: Instant) {
-        let Self { legs, recordings, packet: out, payload: scratch, pcm, .. } = self;
+        let Self { legs, recordings, packet: out, payload: scratch, pcm, settings, .. } = self;
         let Some(leg) = legs.get_mut(&index) else { return };
         leg.packets_received += 1;
         let kind = leg.classify(media.payload_type);
@@ -767,6 +777,8 @@ impl Shard {
                 leg.stats.record_untimed(media.ssrc, media.sequence);
                 if let Some(digit) = leg.dtmf_receiver.on_packet(media.timestamp, media.payload) {
                     leg.dtmf_received.push(digit);
+                    // Nobody listening is fine: the digit is in the stats too.
+                    let _ = settings.events.send(MediaEvent::Dtmf { leg: leg.id, digit });
                 }
             }
             PayloadKind::Other => {
@@ -832,7 +844,7 @@ impl Shard {
                 if webrtc.due(now) {
                     webrtc.handle_timeout(now);
                 }
-                if webrtc.has_pending() {
+                if webrtc.has_pending() || webrtc.has_connection_change() {
                     ready.push(*index);
                 }
             }

@@ -48,6 +48,8 @@ pub(super) struct WebRtcLeg {
     /// Where str0m last sent to: the ICE-selected remote.
     remote: Option<SocketAddr>,
     connected: bool,
+    /// A connection change the shard has not reported yet.
+    connection_change: Option<bool>,
     /// Extends our 32-bit timestamps to str0m's 64-bit media time.
     last_timestamp: Option<u64>,
     /// Telephone-events already forwarded, by (timestamp, event): end packets come three times.
@@ -102,6 +104,7 @@ impl WebRtcLeg {
             next_timeout: now,
             remote: None,
             connected: false,
+            connection_change: None,
             last_timestamp: None,
             relayed_events: [None; 4],
             next_event_slot: 0,
@@ -160,6 +163,15 @@ impl WebRtcLeg {
         !self.pending.is_empty()
     }
 
+    pub(super) fn has_connection_change(&self) -> bool {
+        self.connection_change.is_some()
+    }
+
+    /// Connected (true) or disconnected (false) since the last call.
+    pub(super) fn take_connection_change(&mut self) -> Option<bool> {
+        self.connection_change.take()
+    }
+
     pub(super) fn due(&self, now: Instant) -> bool {
         self.alive && now >= self.next_timeout
     }
@@ -212,8 +224,14 @@ impl WebRtcLeg {
             Event::MediaAdded(added) if added.kind == MediaKind::Audio && self.mid.is_none() => {
                 self.mid = Some(added.mid);
             }
-            Event::Connected => self.connected = true,
-            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => self.connected = false,
+            Event::Connected => {
+                self.connected = true;
+                self.connection_change = Some(true);
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.connected = false;
+                self.connection_change = Some(false);
+            }
             Event::Closed => self.alive = false,
             Event::MediaData(data) => {
                 // Telephone-events arrive one packet per MediaData with their raw payload.
