@@ -595,3 +595,31 @@ pub async fn list_cdrs(
     .await?;
     Ok(Page::from_overfetch(rows, limit, |r| Cursor { at: r.created_at, id: r.id }))
 }
+
+/// Writes `call.recorded` for a finished recording: the pre-signed download URL (made by the
+/// caller, which holds the signing key) and how long the audio is.
+pub async fn recorded(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    call: CallId,
+    recording_url: &str,
+    url_expires_at: DateTime<Utc>,
+    duration_ms: u64,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    let sequence: i64 = sqlx::query_scalar(
+        "update calls set next_sequence = next_sequence + 1 where id = $1 returning next_sequence - 1",
+    )
+    .bind(call.as_uuid())
+    .fetch_one(&mut *conn)
+    .await?;
+    let payload = EventPayload::CallRecorded(domain::events::CallRecorded {
+        call_id: call,
+        sequence: sequence as u64,
+        recording_url: recording_url.to_owned(),
+        url_expires_at,
+        duration_ms,
+        channels: 2,
+    });
+    crate::outbox::enqueue(conn, &event(tenant, at, payload)).await
+}

@@ -27,7 +27,27 @@ pub(crate) struct Config {
     pub(crate) http: HttpConfig,
     pub(crate) webhooks: WebhooksConfig,
     pub(crate) sip: SipSettings,
+    pub(crate) media: MediaSettings,
     pub(crate) log: LogConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MediaSettings {
+    /// Address RTP sockets bind to.
+    pub(crate) bind_ip: std::net::IpAddr,
+    /// Address written into SDP (the public one behind NAT); default: `bind_ip`, or the
+    /// address towards each peer when `bind_ip` is a wildcard.
+    pub(crate) advertised_ip: Option<std::net::IpAddr>,
+    /// RTP port range (even ports RTP, the next odd one RTCP); open it in the firewall.
+    pub(crate) rtp_port_min: u16,
+    pub(crate) rtp_port_max: u16,
+    /// Media threads; default: one per core.
+    pub(crate) shards: Option<usize>,
+    /// Where call recordings are written; default: `<data_dir>/recordings`.
+    pub(crate) recordings_dir: Option<PathBuf>,
+    /// Queues' hold-music files must lie in here; default: `<data_dir>/music`.
+    pub(crate) music_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -117,6 +137,9 @@ pub(crate) struct HttpConfig {
     pub(crate) max_body_bytes: usize,
     /// The built web app; served at `/` when the directory exists.
     pub(crate) web_dir: PathBuf,
+    /// How the outside world reaches this server's HTTP, e.g. `https://sivo.example.com`
+    /// (recording download URLs start so); default: `http://<http_addr>`.
+    pub(crate) public_url: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -146,7 +169,11 @@ impl Default for Config {
                 totp_issuer: api.totp_issuer,
                 cookie_secure: api.cookie_secure,
             },
-            http: HttpConfig { max_body_bytes: api.max_body_bytes, web_dir: PathBuf::from("web/dist") },
+            http: HttpConfig {
+                max_body_bytes: api.max_body_bytes,
+                web_dir: PathBuf::from("web/dist"),
+                public_url: None,
+            },
             webhooks: WebhooksConfig {
                 worker: true,
                 concurrency: 128,
@@ -173,6 +200,15 @@ impl Default for Config {
                 tls_cert: None,
                 tls_key: None,
                 digest_algorithms: vec!["MD5".into()],
+            },
+            media: MediaSettings {
+                bind_ip: std::net::IpAddr::from([0, 0, 0, 0]),
+                advertised_ip: None,
+                rtp_port_min: 20_000,
+                rtp_port_max: 30_000,
+                shards: None,
+                recordings_dir: None,
+                music_dir: None,
             },
             log: LogConfig { format: "pretty".into(), filter: "info".into() },
         }
@@ -238,6 +274,17 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        let m = &self.media;
+        if m.rtp_port_min < 1024 || m.rtp_port_max < m.rtp_port_min || m.rtp_port_max - m.rtp_port_min < 3 {
+            bail!(
+                "media.rtp_port_min and media.rtp_port_max must form a range of at least 4 ports above 1023, got {}-{}",
+                m.rtp_port_min,
+                m.rtp_port_max
+            );
+        }
+        if m.shards == Some(0) {
+            bail!("media.shards must be at least 1");
+        }
         let a = &self.auth;
         if a.lockout_threshold == 0 {
             bail!("auth.lockout_threshold must be at least 1");
@@ -384,6 +431,20 @@ impl Config {
         };
         let algorithms =
             s.digest_algorithms.iter().filter_map(|a| telephony::DigestAlgorithm::parse(a)).collect();
+        let m = &self.media;
+        let media = media::MediaConfig {
+            bind_ip: m.bind_ip,
+            advertised_ip: m.advertised_ip,
+            port_min: m.rtp_port_min,
+            port_max: m.rtp_port_max,
+            shards: m.shards.unwrap_or_else(|| media::MediaConfig::default().shards),
+        };
+        let calls = telephony::CallConfig {
+            recordings_dir: m.recordings_dir.clone().unwrap_or_else(|| self.data_dir.join("recordings")),
+            music_dir: m.music_dir.clone().unwrap_or_else(|| self.data_dir.join("music")),
+            public_http_url: self.public_url(),
+            ..telephony::CallConfig::default()
+        };
         Ok(telephony::SipConfig {
             addr: self.sip_addr,
             base_domain: s.base_domain.to_ascii_lowercase(),
@@ -400,8 +461,18 @@ impl Config {
             tls_addr: s.tls_addr,
             ws_addr: s.ws_addr,
             wss_addr: s.wss_addr,
+            media,
+            calls,
             ..telephony::SipConfig::default()
         })
+    }
+
+    /// Where the outside world reaches our HTTP, without a trailing slash.
+    pub(crate) fn public_url(&self) -> String {
+        match &self.http.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.http_addr),
+        }
     }
 
     /// Whether `sip_addr` is the built-in default (then a busy port is a warning, not a failure).

@@ -32,6 +32,37 @@ pub(crate) enum Command {
     Respond { transaction: TransactionId, response: Response },
     /// Start a client transaction and report its final outcome.
     Request { request: Request, peer: Peer, reply: oneshot::Sender<Outcome> },
+    /// Start a client transaction whose every response (provisional, final, and each
+    /// retransmitted 2xx the TU must ACK) goes to `sink`; `started` gets its id.
+    Dialog { request: Request, peer: Peer, sink: ClientSink, started: oneshot::Sender<Option<TransactionId>> },
+    /// Cancel an INVITE client transaction (§9.1).
+    Cancel { transaction: TransactionId },
+    /// Send outside any transaction: the ACK for a 2xx.
+    Stateless { peer: Peer, message: Message },
+}
+
+/// Where a streamed client transaction reports.
+pub(crate) type ClientSink = mpsc::UnboundedSender<ClientEvent>;
+
+/// Something that happened to a streamed client transaction.
+#[derive(Debug)]
+pub(crate) struct ClientEvent {
+    pub(crate) transaction: TransactionId,
+    pub(crate) kind: ClientEventKind,
+}
+
+#[derive(Debug)]
+pub(crate) enum ClientEventKind {
+    Response(Response),
+    /// Timer B/F: treat as 408.
+    Timeout,
+    TransportError,
+}
+
+/// Who waits on a client transaction.
+enum Pending {
+    Once(oneshot::Sender<Outcome>),
+    Stream(ClientSink),
 }
 
 /// How a client transaction ended.
@@ -67,6 +98,27 @@ impl CoreHandle {
         }
         rx.await.unwrap_or(Outcome::TransportError)
     }
+
+    /// Starts a client transaction reporting every response to `sink`; `None` if the
+    /// transaction layer refused the request.
+    pub(crate) async fn start(
+        &self,
+        request: Request,
+        peer: Peer,
+        sink: ClientSink,
+    ) -> Option<TransactionId> {
+        let (started, rx) = oneshot::channel();
+        self.tx.send(Command::Dialog { request, peer, sink, started }).await.ok()?;
+        rx.await.ok().flatten()
+    }
+
+    pub(crate) async fn cancel(&self, transaction: TransactionId) {
+        let _ = self.tx.send(Command::Cancel { transaction }).await;
+    }
+
+    pub(crate) async fn send_stateless(&self, peer: Peer, message: Message) {
+        let _ = self.tx.send(Command::Stateless { peer, message }).await;
+    }
 }
 
 /// The transaction user: what happens to requests that pass the transaction layer.
@@ -81,6 +133,13 @@ pub(crate) trait Tu: Send + Sync + 'static {
     ) -> Option<Response>;
     /// A stream connection closed: bindings that depend on it are gone.
     fn on_connection_closed(&self, id: ConnectionId);
+    /// The ACK for a 2xx we sent.
+    fn on_ack(&self, request: Request, peer: Peer);
+    /// A CANCEL matched an INVITE we have not answered finally; `true` if the TU answers the
+    /// INVITE itself, otherwise the core sends 487.
+    fn on_cancelled(&self, invite: TransactionId) -> bool;
+    /// Our 2xx to an INVITE was never ACKed (§13.3.1.4).
+    fn on_ack_timeout(&self, invite: TransactionId);
 }
 
 pub(crate) fn channel() -> (CoreHandle, mpsc::Receiver<Command>) {
@@ -98,7 +157,7 @@ pub(crate) struct Core {
     pub(crate) server_header: String,
     /// The UDP socket is IPv6 (dual-stack): IPv4 peers need their mapped form.
     udp_v6: bool,
-    pending: HashMap<TransactionId, oneshot::Sender<Outcome>>,
+    pending: HashMap<TransactionId, Pending>,
 }
 
 impl Core {
@@ -184,13 +243,32 @@ impl Core {
             Command::Request { request, peer, reply } => match self.endpoint.send_request(now, request, peer)
             {
                 Ok(id) => {
-                    self.pending.insert(id, reply);
+                    self.pending.insert(id, Pending::Once(reply));
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "sip request refused by the transaction layer");
                     let _ = reply.send(Outcome::TransportError);
                 }
             },
+            Command::Dialog { request, peer, sink, started } => {
+                match self.endpoint.send_request(now, request, peer) {
+                    Ok(id) => {
+                        self.pending.insert(id, Pending::Stream(sink));
+                        let _ = started.send(Some(id));
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "sip request refused by the transaction layer");
+                        let _ = started.send(None);
+                    }
+                }
+            }
+            Command::Cancel { transaction } => {
+                if let Ok(cancel) = self.endpoint.cancel(now, transaction) {
+                    // The CANCEL's own 200 matters to nobody; the INVITE's 487 does.
+                    self.pending.remove(&cancel);
+                }
+            }
+            Command::Stateless { peer, message } => self.endpoint.send_stateless(peer, &message),
         }
     }
 
@@ -261,34 +339,53 @@ impl Core {
                 }
             }
             Event::Cancelled { invite, .. } => {
-                if let Some(request) = self.endpoint.server_request(invite).cloned() {
+                if !self.tu.on_cancelled(invite)
+                    && let Some(request) = self.endpoint.server_request(invite).cloned()
+                {
                     self.respond(invite, Response::for_request(&request, StatusCode::REQUEST_TERMINATED));
                 }
             }
-            Event::Response { transaction, response } => {
-                if response.status.is_final()
-                    && let Some(reply) = self.pending.remove(&transaction)
-                {
-                    let _ = reply.send(Outcome::Response(response));
+            Event::Ack { request, peer, .. } => self.tu.on_ack(request, peer),
+            Event::AckTimeout { transaction } => self.tu.on_ack_timeout(transaction),
+            Event::Response { transaction, response } => match self.pending.get(&transaction) {
+                Some(Pending::Stream(sink)) => {
+                    let _ = sink.send(ClientEvent { transaction, kind: ClientEventKind::Response(response) });
                 }
-            }
+                Some(Pending::Once(_)) if response.status.is_final() => {
+                    if let Some(Pending::Once(reply)) = self.pending.remove(&transaction) {
+                        let _ = reply.send(Outcome::Response(response));
+                    }
+                }
+                _ => {}
+            },
             Event::Timeout { transaction } => {
-                if let Some(reply) = self.pending.remove(&transaction) {
-                    let _ = reply.send(Outcome::Timeout);
-                }
+                self.finish(transaction, Outcome::Timeout, ClientEventKind::Timeout)
             }
             Event::TransportError { transaction } => {
-                if let Some(reply) = self.pending.remove(&transaction) {
-                    let _ = reply.send(Outcome::TransportError);
-                }
+                self.finish(transaction, Outcome::TransportError, ClientEventKind::TransportError);
             }
             Event::Terminated { transaction } => {
-                if let Some(reply) = self.pending.remove(&transaction) {
+                // A streamed transaction already reported its final response (or timeout).
+                if let Some(Pending::Once(reply)) = self.pending.remove(&transaction) {
                     let _ = reply.send(Outcome::Timeout);
                 }
             }
-            // No dialogs yet: ACKs for our final responses and stray 2xx need nothing.
+            // A 2xx after Timer M: its dialog's actor re-ACKs the retransmissions it sees
+            // inside the transaction; one this late is left to the peer's Timer H.
             _ => {}
+        }
+    }
+
+    /// A client transaction ended without a final response.
+    fn finish(&mut self, transaction: TransactionId, once: Outcome, stream: ClientEventKind) {
+        match self.pending.remove(&transaction) {
+            Some(Pending::Once(reply)) => {
+                let _ = reply.send(once);
+            }
+            Some(Pending::Stream(sink)) => {
+                let _ = sink.send(ClientEvent { transaction, kind: stream });
+            }
+            None => {}
         }
     }
 }

@@ -16,9 +16,11 @@
 //! INVITE's source address is matched against an in-memory index of every trunk's CIDRs,
 //! loaded tenant by tenant in tenant transactions (see `trunks`).
 
+mod calls;
 mod core;
 mod guard;
 mod policy;
+mod recordings;
 mod registrar;
 mod secure;
 mod services;
@@ -33,8 +35,10 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use crate::calls::{CallConfig, Control, LiveCall};
 pub use crate::core::Outcome;
 pub use crate::guard::GuardConfig;
+pub use crate::recordings::RecordingUrls;
 pub use crate::registrar::RegistrarConfig;
 pub use crate::secure::TlsIdentity;
 pub use crate::transport::StreamLimits;
@@ -66,6 +70,9 @@ pub struct SipConfig {
     pub ws_addr: Option<SocketAddr>,
     /// SIP over secure WebSocket, what browsers use.
     pub wss_addr: Option<SocketAddr>,
+    /// RTP ports and addresses.
+    pub media: media::MediaConfig,
+    pub calls: CallConfig,
 }
 
 impl Default for SipConfig {
@@ -83,7 +90,25 @@ impl Default for SipConfig {
             tls_addr: None,
             ws_addr: None,
             wss_addr: None,
+            media: media::MediaConfig::default(),
+            calls: CallConfig::default(),
         }
+    }
+}
+
+/// The API's handle on live calls.
+#[derive(Clone)]
+pub struct CallsHandle(Arc<calls::Calls>);
+
+impl CallsHandle {
+    /// The tenant's calls in progress on this node, oldest first.
+    pub fn live(&self, tenant: domain::TenantId) -> Vec<LiveCall> {
+        self.0.live(tenant)
+    }
+
+    /// Gives a live call of `tenant` an order; `false` if no such call is here.
+    pub fn control(&self, tenant: domain::TenantId, call: domain::CallId, order: Control) -> bool {
+        self.0.control(tenant, call, order)
     }
 }
 
@@ -96,6 +121,8 @@ pub struct Telephony {
     wss_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    calls: CallsHandle,
+    media: media::Media,
 }
 
 impl Telephony {
@@ -147,6 +174,19 @@ impl Telephony {
             &config.node_id,
             config.registrar.clone(),
         ));
+        let media = media::Media::start(config.media.clone())?;
+        let orphan_db = db.clone();
+        let started = chrono::Utc::now();
+        let calls = Arc::new(calls::Calls::new(calls::CallCtx {
+            core: handle.clone(),
+            db: db.clone(),
+            media: media.clone(),
+            streams: stream_ctx.clone(),
+            node_id: config.node_id.clone(),
+            base_domain: config.base_domain.clone(),
+            config: config.calls.clone(),
+            urls: RecordingUrls::new(&vault),
+        }));
         let gate = Arc::new(trunks::Trunks::new(
             db,
             vault,
@@ -155,7 +195,11 @@ impl Telephony {
             &config.base_domain,
             config.trunks.clone(),
         ));
-        let tu = Arc::new(services::Services { registrar: registrar.clone(), gate: gate.clone() });
+        let tu = Arc::new(services::Services {
+            registrar: registrar.clone(),
+            gate: gate.clone(),
+            calls: calls.clone(),
+        });
         let endpoint_config = EndpointConfig {
             limits,
             max_server_transactions: config.max_transactions,
@@ -172,13 +216,30 @@ impl Telephony {
                     tracing::warn!(error = %e, "could not clear this node's stale SIP bindings");
                 }
             }),
+            tokio::spawn(async move {
+                match calls::close_orphans(&orphan_db, started).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(calls = n, "closed calls left open by a previous run"),
+                    Err(e) => tracing::warn!(error = %e, "could not close calls left open by a previous run"),
+                }
+            }),
         ];
         let mut tasks = tasks;
         for (listener, kind) in secure_listeners.into_iter().flatten() {
             tasks.push(tokio::spawn(secure::accept(listener, kind, stream_ctx.clone())));
         }
         tracing::info!(udp = %udp_addr, tcp = %tcp_addr, tls = ?tls_addr, ws = ?ws_addr, wss = ?wss_addr, "SIP listening");
-        Ok(Self { udp_addr, tcp_addr, tls_addr, ws_addr, wss_addr, stop, tasks })
+        Ok(Self {
+            udp_addr,
+            tcp_addr,
+            tls_addr,
+            ws_addr,
+            wss_addr,
+            stop,
+            tasks,
+            calls: CallsHandle(calls),
+            media,
+        })
     }
 
     pub fn udp_addr(&self) -> SocketAddr {
@@ -201,9 +262,14 @@ impl Telephony {
         self.wss_addr
     }
 
+    pub fn calls(&self) -> CallsHandle {
+        self.calls.clone()
+    }
+
     /// Stops accepting, closes connections and ends every task.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        self.media.shutdown();
         for task in self.tasks {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
         }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use sip::transaction::{ConnectionId, Peer, TransactionId};
 use sip::{Method, Request, Response};
 
+use crate::calls::{self, Calls};
 use crate::core::{CoreHandle, Tu};
 use crate::policy;
 use crate::registrar::Registrar;
@@ -13,6 +14,7 @@ use crate::registrar::Registrar;
 pub(crate) struct Services {
     pub(crate) registrar: Arc<Registrar>,
     pub(crate) gate: Arc<crate::trunks::Trunks>,
+    pub(crate) calls: Arc<Calls>,
 }
 
 impl Tu for Services {
@@ -23,7 +25,14 @@ impl Tu for Services {
         request: Request,
         peer: Peer,
     ) -> Option<Response> {
-        if let Some(answer) = policy::precheck(&request).or_else(|| policy::simple(&request)) {
+        if let Some(answer) = policy::precheck(&request) {
+            return Some(answer);
+        }
+        // Requests inside a dialog belong to the call that owns it (481 if none does).
+        if request.method != Method::Register && calls::in_dialog(&request) {
+            return self.calls.route_request(transaction, request);
+        }
+        if let Some(answer) = policy::simple(&request) {
             return Some(answer);
         }
         match request.method {
@@ -38,10 +47,19 @@ impl Tu for Services {
             }
             Method::Invite => {
                 let gate = self.gate.clone();
+                let calls = self.calls.clone();
                 let core = core.clone();
+                let inbox = calls.expect(transaction);
                 tokio::spawn(async move {
-                    let response = gate.invite(&request, &peer).await;
-                    core.respond(transaction, response).await;
+                    match gate.route(&request, &peer).await {
+                        Ok((tenant, did)) => {
+                            calls.start_inbound(transaction, inbox, request, peer, tenant, did)
+                        }
+                        Err(refusal) => {
+                            calls.invite_done(transaction);
+                            core.respond(transaction, refusal).await;
+                        }
+                    }
                 });
                 None
             }
@@ -53,5 +71,17 @@ impl Tu for Services {
 
     fn on_connection_closed(&self, id: ConnectionId) {
         self.registrar.connection_closed(id);
+    }
+
+    fn on_ack(&self, request: Request, _peer: Peer) {
+        self.calls.on_ack(request);
+    }
+
+    fn on_cancelled(&self, invite: TransactionId) -> bool {
+        self.calls.on_cancelled(invite)
+    }
+
+    fn on_ack_timeout(&self, invite: TransactionId) {
+        self.calls.on_ack_timeout(invite);
     }
 }

@@ -232,13 +232,19 @@ impl Trunks {
 
     /// The inbound INVITE gate: 403 from outside every trunk's networks, 404 for a number
     /// that is no DID of the matching tenants. Known DIDs are not routed yet (480).
-    pub(crate) async fn invite(&self, request: &Request, peer: &Peer) -> Response {
+    /// Where an inbound INVITE goes: the tenant and DID it reached, or the refusal — 403 when
+    /// the packet's source is outside every trunk's Allowed CIDRs, 404 for an unknown DID.
+    pub(crate) async fn route(
+        &self,
+        request: &Request,
+        peer: &Peer,
+    ) -> Result<(TenantId, db::trunks::DidRow), Response> {
         let tenants = self.tenants_for(peer.addr.ip());
         if tenants.is_empty() {
-            return Response::for_request(request, StatusCode::FORBIDDEN);
+            return Err(Response::for_request(request, StatusCode::FORBIDDEN));
         }
         let Some(number) = called_number(request) else {
-            return Response::for_request(request, StatusCode::NOT_FOUND);
+            return Err(Response::for_request(request, StatusCode::NOT_FOUND));
         };
         for tenant in tenants {
             let found = async {
@@ -249,19 +255,15 @@ impl Trunks {
             }
             .await;
             match found {
-                Ok(Some(_did)) => {
-                    // Calls are not routed yet: the B2BUA and ACD arrive with the calls work.
-                    return Response::for_request(request, StatusCode::TEMPORARILY_UNAVAILABLE)
-                        .with_reason("Call Routing Not Implemented Yet");
-                }
+                Ok(Some(did)) => return Ok((tenant, did)),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "DID lookup failed");
-                    return Response::for_request(request, StatusCode::SERVICE_UNAVAILABLE);
+                    return Err(Response::for_request(request, StatusCode::SERVICE_UNAVAILABLE));
                 }
             }
         }
-        Response::for_request(request, StatusCode::NOT_FOUND)
+        Err(Response::for_request(request, StatusCode::NOT_FOUND))
     }
 
     /// Pings every trunk that wants it, forever.
@@ -497,7 +499,7 @@ fn host_of(host: &str) -> Host {
 
 /// Our address as the target sees it: the bound SIP address, or for a wildcard bind the
 /// source address the kernel would pick (a connected UDP socket sends nothing).
-async fn local_addr_towards(target: SocketAddr, streams: &StreamCtx) -> SocketAddr {
+pub(crate) async fn local_addr_towards(target: SocketAddr, streams: &StreamCtx) -> SocketAddr {
     let bound = streams.local_addr;
     if !bound.ip().is_unspecified() {
         return bound;

@@ -27,7 +27,8 @@ const REGISTER_CHALLENGE: u16 = 401;
 fn table() -> Vec<(&'static str, Expect, Option<Expect>)> {
     vec![
         // RFC 4475 §3.1.1: valid messages get the application's answer.
-        ("wsinv", Status(INVITE_FROM_NOWHERE), None),
+        // wsinv's To carries a tag: it claims to be inside a dialog, and no call owns one (§12.2.2).
+        ("wsinv", Status(481), None),
         ("intmeth", Status(501), None),
         ("esc01", Status(INVITE_FROM_NOWHERE), None),
         ("escnull", Status(REGISTER_CHALLENGE), None),

@@ -62,6 +62,9 @@ impl<T> serde::Serialize for Secret<T> {
 #[derive(Clone)]
 pub struct Vault {
     cipher: Aes256Gcm,
+    /// Root of derived keys (HMAC keys for signed URLs and the like), itself derived from the
+    /// master key so the master key is never used for two purposes.
+    derivation: [u8; 32],
 }
 
 impl std::fmt::Debug for Vault {
@@ -79,7 +82,21 @@ impl Vault {
     }
 
     pub fn from_bytes(key: &[u8; 32]) -> Self {
-        Self { cipher: Aes256Gcm::new(key.into()) }
+        use sha2::Digest as _;
+        let mut root = sha2::Sha256::new();
+        root.update(b"sivo-vault-derivation-root\0");
+        root.update(key);
+        Self { cipher: Aes256Gcm::new(key.into()), derivation: root.finalize().into() }
+    }
+
+    /// A 32-byte key for one `purpose` (e.g. "recording-urls"), stable for a given master key
+    /// and independent of every other purpose's key: HMAC-SHA256(root, purpose).
+    pub fn derive_key(&self, purpose: &str) -> Secret<[u8; 32]> {
+        use hmac::Mac as _;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&self.derivation)
+            .expect("HMAC takes keys of any length");
+        mac.update(purpose.as_bytes());
+        Secret::new(mac.finalize().into_bytes().into())
     }
 
     /// A fresh random key, base64-encoded, for first start.
@@ -143,6 +160,19 @@ impl Vault {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_keys_are_stable_per_purpose_and_master_key() {
+        let a = Vault::from_bytes(&[1u8; 32]);
+        let b = Vault::from_bytes(&[2u8; 32]);
+        assert_eq!(
+            a.derive_key("recording-urls").expose(),
+            Vault::from_bytes(&[1u8; 32]).derive_key("recording-urls").expose()
+        );
+        assert_ne!(a.derive_key("recording-urls").expose(), a.derive_key("other").expose());
+        assert_ne!(a.derive_key("recording-urls").expose(), b.derive_key("recording-urls").expose());
+        assert_ne!(a.derive_key("recording-urls").expose(), &[1u8; 32]);
+    }
 
     #[test]
     fn round_trip_and_context_binding() {

@@ -62,6 +62,20 @@ impl Background {
     }
 }
 
+impl Background {
+    /// Waits up to `timeout` for sipp to finish; true if it exited successfully.
+    pub fn wait_success(mut self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    }
+}
+
 impl Drop for Background {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -1,0 +1,1339 @@
+//! One call's actor: the caller's leg (we are its UAS), the agent legs we ring (we are their
+//! UAC), the queue wait, the media bridge, and the CDR written when it ends — however it ends.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chrono::Utc;
+use domain::{CallId, TenantId, UserId};
+use media::{Codec, CodecKind, Direction, SessionDescription};
+use serde_json::{Value, json};
+use sip::dialog::{Dialog, RequestParts};
+use sip::transaction::{ConnectionId, Peer, TransactionId};
+use sip::{HeaderName, Host, Method, NameAddr, Request, Response, SipUri, StatusCode, Transport, Uri, Via};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{CallInput, Calls, Control, Inbox, LiveCall};
+use crate::core::{ClientEvent, ClientEventKind};
+
+const SUPPORTED_CODECS: [CodecKind; 2] = [CodecKind::Pcmu, CodecKind::Pcma];
+const DTMF_PAYLOAD_TYPE: u8 = 101;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CallerState {
+    /// No final response sent yet.
+    Early,
+    Answered,
+    Gone,
+}
+
+struct CallerLeg {
+    invite_tx: TransactionId,
+    invite: Request,
+    peer: Peer,
+    dialog: Dialog,
+    media: media::Leg,
+    codec: Codec,
+    state: CallerState,
+    /// Our SDP's o= session id and version (bumped on every new answer).
+    sdp_session: u64,
+    sdp_version: u64,
+    sent_ringing: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AgentState {
+    Ringing {
+        deadline: Instant,
+    },
+    Up,
+    /// We cancelled it; waiting for the 487 (or a racing 2xx we must ACK and BYE).
+    Cancelling,
+}
+
+struct AgentLeg {
+    agent: UserId,
+    extension: String,
+    peer: Peer,
+    invite: Request,
+    transaction: TransactionId,
+    local_contact: NameAddr,
+    local: SocketAddr,
+    dialog: Option<Dialog>,
+    media: media::Leg,
+    state: AgentState,
+    codec: Option<Codec>,
+    on_hold: bool,
+}
+
+/// An agent INVITE we cancelled, until its final answer arrives.
+struct CancelledInvite {
+    transaction: TransactionId,
+    invite: Request,
+    peer: Peer,
+    local: SocketAddr,
+    local_contact: NameAddr,
+}
+
+struct QueueWait {
+    queue: db::queues::QueueRow,
+    deadline: Instant,
+}
+
+/// How a call ended, for the CDR.
+struct Ending {
+    cause: String,
+    side: &'static str,
+    /// The final answer for a caller still early (ignored once answered).
+    status: StatusCode,
+}
+
+struct Call {
+    calls: Arc<Calls>,
+    inbox_tx: Inbox,
+    inbox: mpsc::UnboundedReceiver<CallInput>,
+    client_tx: mpsc::UnboundedSender<ClientEvent>,
+    client_rx: mpsc::UnboundedReceiver<ClientEvent>,
+    id: CallId,
+    tenant: TenantId,
+    domain: String,
+    from_number: String,
+    caller: CallerLeg,
+    agent: Option<AgentLeg>,
+    /// Agent legs that ended, for the CDR.
+    past_legs: Vec<Value>,
+    cancelled: Vec<CancelledInvite>,
+    queue: Option<QueueWait>,
+    /// A DID routed straight to an agent: ring them, no queue.
+    direct_agent: Option<UserId>,
+    /// Agents this round of the queue already tried.
+    tried: HashSet<UserId>,
+    next_try: Option<Instant>,
+    timeline: Vec<Value>,
+    ending: Option<Ending>,
+    session_timer: Option<(u32, Instant)>,
+    recording: Option<std::path::PathBuf>,
+    answered: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_inbound(
+    calls: Arc<Calls>,
+    inbox_tx: Inbox,
+    inbox: mpsc::UnboundedReceiver<CallInput>,
+    transaction: TransactionId,
+    request: Request,
+    peer: Peer,
+    tenant: TenantId,
+    did: db::trunks::DidRow,
+) {
+    let ctx = &calls.ctx;
+    let reject = |status: StatusCode, reason: &str| {
+        let mut r = Response::for_request(&request, status).with_reason(reason);
+        r.set_to_tag(&super::tag());
+        r
+    };
+    // What the caller offers and what we take of it.
+    let offer = match std::str::from_utf8(&request.body).ok().map(SessionDescription::parse) {
+        Some(Ok(offer)) => offer,
+        _ if request.body.is_empty() => {
+            calls.invite_done(transaction);
+            ctx.core
+                .respond(transaction, reject(StatusCode::NOT_ACCEPTABLE_HERE, "SDP Offer Required"))
+                .await;
+            return;
+        }
+        _ => {
+            calls.invite_done(transaction);
+            ctx.core.respond(transaction, reject(StatusCode::BAD_REQUEST, "Malformed SDP")).await;
+            return;
+        }
+    };
+    let remote_media = offer.audio().and_then(|m| m.remote_addr(&offer));
+    let Some(codec) = media::sdp::negotiate(&offer, &SUPPORTED_CODECS) else {
+        calls.invite_done(transaction);
+        ctx.core
+            .respond(transaction, reject(StatusCode::NOT_ACCEPTABLE_HERE, "No Common Codec (PCMU, PCMA)"))
+            .await;
+        return;
+    };
+    // RFC 4028: an interval below our minimum gets 422 with Min-SE.
+    let session_expires = session_expires(&request);
+    if let Some(interval) = session_expires
+        && interval < ctx.config.min_session_expires
+    {
+        calls.invite_done(transaction);
+        let mut r =
+            reject(StatusCode::new(422).unwrap_or(StatusCode::BAD_REQUEST), "Session Interval Too Small");
+        r.headers.push(HeaderName::MinSe, ctx.config.min_session_expires.to_string());
+        ctx.core.respond(transaction, r).await;
+        return;
+    }
+    let id = CallId(uuid::Uuid::now_v7());
+    let media_leg = match ctx.media.open_leg(id.as_uuid().as_u128()).await {
+        Ok(leg) => leg,
+        Err(e) => {
+            tracing::warn!(error = %e, "no media port for a new call");
+            calls.invite_done(transaction);
+            ctx.core.respond(transaction, reject(StatusCode::SERVICE_UNAVAILABLE, "Media Unavailable")).await;
+            return;
+        }
+    };
+    if let Some(remote) = remote_media {
+        let _ = ctx.media.set_remote(media_leg.id, remote, codec).await;
+    }
+    let local_tag = super::tag();
+    let local = super::local_towards(&ctx.streams, &peer).await;
+    let local_contact = contact_for(local, &peer.transport);
+    let Ok(dialog) = Dialog::new_uas(&request, &local_tag, local_contact) else {
+        let _ = ctx.media.close_leg(media_leg.id).await;
+        calls.invite_done(transaction);
+        ctx.core.respond(transaction, reject(StatusCode::BAD_REQUEST, "Missing Contact")).await;
+        return;
+    };
+    let Some(domain) = tenant_domain(ctx, tenant).await else {
+        let _ = ctx.media.close_leg(media_leg.id).await;
+        calls.invite_done(transaction);
+        ctx.core.respond(transaction, reject(StatusCode::SERVICE_UNAVAILABLE, "Database Unavailable")).await;
+        return;
+    };
+    let from_number = caller_number(&request);
+    let now = Utc::now();
+    let created = async {
+        let mut tx = ctx.db.tenant_tx(tenant).await?;
+        db::calls::create_call(
+            &mut tx,
+            tenant,
+            &db::calls::NewCall {
+                id,
+                direction: domain::events::CallDirection::Inbound,
+                from: &from_number,
+                to: &did.number,
+                did: Some(&did.number),
+                did_id: Some(did.id),
+                trunk_id: Some(did.trunk_id),
+                at: now,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<_, db::DbError>(())
+    }
+    .await;
+    if let Err(e) = created {
+        tracing::warn!(error = %e, "could not record a new call");
+        let _ = ctx.media.close_leg(media_leg.id).await;
+        calls.invite_done(transaction);
+        ctx.core.respond(transaction, reject(StatusCode::SERVICE_UNAVAILABLE, "Database Unavailable")).await;
+        return;
+    }
+    calls.add_dialog(&dialog.id().call_id, &local_tag, &inbox_tx);
+    calls.publish(
+        LiveCall {
+            id,
+            tenant_id: tenant,
+            from: from_number.clone(),
+            to: did.number.clone(),
+            state: "ringing",
+            agent_id: None,
+            queue_id: None,
+            created_at: now,
+        },
+        &inbox_tx,
+    );
+    let (client_tx, client_rx) = mpsc::unbounded_channel();
+    let mut call = Call {
+        calls: calls.clone(),
+        inbox_tx,
+        inbox,
+        client_tx,
+        client_rx,
+        id,
+        tenant,
+        domain,
+        from_number,
+        caller: CallerLeg {
+            invite_tx: transaction,
+            invite: request,
+            peer,
+            dialog,
+            media: media_leg,
+            codec,
+            state: CallerState::Early,
+            sdp_session: rand::random::<u32>().into(),
+            sdp_version: 1,
+            sent_ringing: false,
+        },
+        agent: None,
+        past_legs: Vec::new(),
+        cancelled: Vec::new(),
+        queue: None,
+        direct_agent: None,
+        tried: HashSet::new(),
+        next_try: None,
+        timeline: Vec::new(),
+        ending: None,
+        session_timer: session_expires.map(|s| (s.max(calls.ctx.config.min_session_expires), Instant::now())),
+        recording: None,
+        answered: false,
+    };
+    call.note(
+        "caller",
+        "sip",
+        json!({ "message": "INVITE received", "transport": call.caller.peer.transport.as_str() }),
+    );
+    call.note("caller", "codec", json!({ "codec": codec_name(codec), "payload_type": codec.payload_type }));
+    call.route(&did).await;
+    call.run().await;
+}
+
+impl Call {
+    /// Sends the call where its DID points.
+    async fn route(&mut self, did: &db::trunks::DidRow) {
+        // A CANCEL may have come while the call was being set up.
+        while let Ok(input) = self.inbox.try_recv() {
+            self.on_input(input).await;
+        }
+        if self.ending.is_some() {
+            return;
+        }
+        match (did.destination_type.as_str(), did.destination_id) {
+            ("queue", Some(queue)) => self.enter_queue(queue).await,
+            ("agent", Some(agent)) => {
+                self.direct_agent = Some(UserId(agent));
+                self.next_try = Some(Instant::now());
+            }
+            _ => self.end("no_route", "system", StatusCode::TEMPORARILY_UNAVAILABLE),
+        }
+    }
+
+    /// Answers the caller, plays hold music and waits for an agent of `queue`.
+    async fn enter_queue(&mut self, queue_id: uuid::Uuid) {
+        let calls = self.calls.clone();
+        let ctx = &calls.ctx;
+        let loaded = async {
+            let mut tx = ctx.db.tenant_tx(self.tenant).await?;
+            let queue = db::queues::get_queue(&mut tx, queue_id).await?;
+            tx.commit().await?;
+            Ok::<_, db::DbError>(queue)
+        }
+        .await;
+        let queue = match loaded {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::warn!(error = %e, "queue of a DID could not be loaded");
+                self.end("queue_not_found", "system", StatusCode::TEMPORARILY_UNAVAILABLE);
+                return;
+            }
+        };
+        if self.caller.state == CallerState::Early {
+            self.answer_caller().await;
+        }
+        let playback = match &queue.music_on_hold {
+            Some(path) => match music_file(&ctx.config.music_dir, path).await {
+                Some(file) => media::Playback::File(file),
+                None => {
+                    self.note("caller", "media", json!({ "message": "hold music file refused (must be inside the music directory); default tone played" }));
+                    media::Playback::MusicOnHold
+                }
+            },
+            None => media::Playback::MusicOnHold,
+        };
+        if let Err(e) = ctx.media.play(self.caller.media.id, playback).await {
+            tracing::warn!(error = %e, "hold music failed; the caller waits in silence");
+            let _ = ctx.media.play(self.caller.media.id, media::Playback::MusicOnHold).await;
+        }
+        let now = Utc::now();
+        let entered = async {
+            let mut tx = ctx.db.tenant_tx(self.tenant).await?;
+            let position = db::calls::enter_queue(&mut tx, self.tenant, self.id, queue.id, now).await?;
+            tx.commit().await?;
+            Ok::<_, db::DbError>(position)
+        }
+        .await;
+        if let Err(e) = entered {
+            tracing::warn!(error = %e, "could not record a call entering a queue");
+        }
+        self.note(
+            "caller",
+            "queue",
+            json!({ "message": "entered queue", "queue_id": queue.id, "queue": queue.name }),
+        );
+        let queue_id = queue.id;
+        self.calls.update(self.id, |c| {
+            c.state = "queued";
+            c.queue_id = Some(queue_id);
+        });
+        let wait = std::time::Duration::from_secs(u64::try_from(queue.max_wait_secs).unwrap_or(300));
+        self.queue = Some(QueueWait { queue, deadline: Instant::now() + wait });
+        self.tried.clear();
+        self.next_try = Some(Instant::now());
+    }
+
+    async fn run(mut self) {
+        while self.ending.is_none() {
+            let deadline = self.deadline();
+            tokio::select! {
+                input = self.inbox.recv() => match input {
+                    Some(input) => self.on_input(input).await,
+                    None => self.end("internal_error", "system", StatusCode::SERVER_INTERNAL_ERROR),
+                },
+                Some(event) = self.client_rx.recv() => self.on_client(event).await,
+                () = sleep_until(deadline) => self.on_timer().await,
+            }
+        }
+        self.finish().await;
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let ringing = match self.agent.as_ref().map(|a| a.state) {
+            Some(AgentState::Ringing { deadline }) => Some(deadline),
+            _ => None,
+        };
+        let try_next = if self.agent.is_none() { self.next_try } else { None };
+        let queue = self.queue.as_ref().filter(|_| !self.answered).map(|q| q.deadline);
+        let session = self
+            .session_timer
+            .filter(|_| self.answered)
+            .map(|(secs, since)| since + std::time::Duration::from_secs(u64::from(secs)));
+        [ringing, try_next, queue, session].into_iter().flatten().min()
+    }
+
+    async fn on_timer(&mut self) {
+        let now = Instant::now();
+        if let Some(agent) = &self.agent
+            && let AgentState::Ringing { deadline } = agent.state
+            && deadline <= now
+        {
+            self.note("agent", "sip", json!({ "message": "ring timeout", "agent_id": agent.agent }));
+            self.cancel_agent("no_answer").await;
+            self.next_try = Some(now);
+            return;
+        }
+        if let Some(q) = &self.queue
+            && !self.answered
+            && q.deadline <= now
+        {
+            self.overflow().await;
+            return;
+        }
+        if let Some((secs, since)) = self.session_timer
+            && self.answered
+            && since + std::time::Duration::from_secs(u64::from(secs)) <= now
+        {
+            self.note("caller", "sip", json!({ "message": "session timer expired" }));
+            self.end("session_timer_expired", "system", StatusCode::REQUEST_TIMEOUT);
+            return;
+        }
+        if self.agent.is_none() && self.next_try.is_some_and(|t| t <= now) {
+            self.next_try = None;
+            self.try_next_agent().await;
+        }
+    }
+
+    /// Max wait reached: the queue's overflow destination takes the call.
+    async fn overflow(&mut self) {
+        let Some(q) = self.queue.as_ref() else { return };
+        let (kind, target, current) = (q.queue.overflow_type.clone(), q.queue.overflow_id, q.queue.id);
+        self.note("caller", "queue", json!({ "message": "max wait reached", "overflow": kind }));
+        if self.agent.is_some() {
+            self.cancel_agent("overflow").await;
+        }
+        match (kind.as_str(), target) {
+            ("queue", Some(next)) if next != current => self.enter_queue(next).await,
+            ("agent", Some(agent)) => {
+                self.queue = None;
+                self.direct_agent = Some(UserId(agent));
+                self.next_try = Some(Instant::now());
+            }
+            _ => self.end("queue_timeout", "system", StatusCode::TEMPORARILY_UNAVAILABLE),
+        }
+    }
+
+    /// Rings the longest-idle available, registered member not tried yet in this round.
+    async fn try_next_agent(&mut self) {
+        let retry = self.calls.ctx.config.queue_retry;
+        if let Some(agent) = self.direct_agent {
+            if self.tried.contains(&agent) {
+                self.end("agent_unavailable", "system", StatusCode::TEMPORARILY_UNAVAILABLE);
+                return;
+            }
+            self.tried.insert(agent);
+            if !self.calls.reserve_agent(agent) {
+                self.end("agent_busy", "system", StatusCode::BUSY_HERE);
+                return;
+            }
+            if let Err(reason) = self.ring(agent).await {
+                self.calls.release_agent(agent);
+                self.note(
+                    "agent",
+                    "routing",
+                    json!({ "message": "agent not reachable", "agent_id": agent, "reason": reason }),
+                );
+                self.end("agent_unavailable", "system", StatusCode::TEMPORARILY_UNAVAILABLE);
+            }
+            return;
+        }
+        let Some(q) = &self.queue else { return };
+        let queue_id = q.queue.id;
+        let calls = self.calls.clone();
+        let ctx = &calls.ctx;
+        let found = async {
+            let mut tx = ctx.db.tenant_tx(self.tenant).await?;
+            let c = db::calls::queue_candidates(&mut tx, self.tenant, queue_id, Utc::now()).await?;
+            tx.commit().await?;
+            Ok::<_, db::DbError>(c)
+        }
+        .await;
+        let candidates = match found {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "queue candidates could not be read");
+                self.next_try = Some(Instant::now() + retry);
+                return;
+            }
+        };
+        // Everyone available was tried: start a new round.
+        if !candidates.is_empty() && candidates.iter().all(|c| self.tried.contains(&c.user_id)) {
+            self.tried.clear();
+        }
+        for candidate in candidates {
+            if self.tried.contains(&candidate.user_id) || !self.calls.reserve_agent(candidate.user_id) {
+                continue;
+            }
+            self.tried.insert(candidate.user_id);
+            match self.ring(candidate.user_id).await {
+                Ok(()) => return,
+                Err(reason) => {
+                    self.calls.release_agent(candidate.user_id);
+                    self.note(
+                        "agent",
+                        "routing",
+                        json!({ "message": "agent not reachable", "agent_id": candidate.user_id, "reason": reason }),
+                    );
+                }
+            }
+        }
+        self.next_try = Some(Instant::now() + retry);
+    }
+
+    /// Sends an INVITE to the agent's most recent binding held by this node.
+    async fn ring(&mut self, agent: UserId) -> Result<(), String> {
+        let calls = self.calls.clone();
+        let ctx = &calls.ctx;
+        let now = Utc::now();
+        let found = async {
+            let mut tx = ctx.db.tenant_tx(self.tenant).await?;
+            let bindings = db::sip::bindings(&mut tx, agent, now).await?;
+            let account = db::sip::get_account(&mut tx, agent).await?;
+            tx.commit().await?;
+            Ok::<_, db::DbError>((bindings, account))
+        }
+        .await;
+        let (bindings, account) = found.map_err(|e| format!("database: {e}"))?;
+        let extension = account.map(|a| a.extension).ok_or("no SIP account")?;
+        let (binding, peer) = bindings
+            .iter()
+            .filter(|b| b.node_id == ctx.node_id)
+            .find_map(|b| binding_peer(b).map(|p| (b, p)))
+            .ok_or("not registered")?;
+        let target: Uri = binding.contact.parse().map_err(|_| "unusable contact")?;
+        let leg = ctx.media.open_leg(self.id.as_uuid().as_u128()).await.map_err(|e| format!("media: {e}"))?;
+        let local = super::local_towards(&ctx.streams, &peer).await;
+        let local_contact = contact_for(local, &peer.transport);
+        let caller_codec = self.caller.codec;
+        let offer = media::sdp::offer(
+            rand::random::<u32>().into(),
+            1,
+            leg.local,
+            &[caller_codec.kind],
+            Some(DTMF_PAYLOAD_TYPE),
+            Direction::SendRecv,
+        );
+        let mut from = NameAddr::new(Uri::Sip(
+            SipUri::new(Host::Domain(self.domain.clone())).with_user(self.from_number.clone()),
+        ));
+        from.display_name = Some(self.from_number.clone());
+        from.set_tag(&super::tag());
+        let to = NameAddr::new(Uri::Sip(
+            SipUri::new(Host::Domain(self.domain.clone())).with_user(extension.clone()),
+        ));
+        let via = via_for(local, &peer.transport);
+        let mut invite = sip::dialog::new_request(RequestParts {
+            method: Method::Invite,
+            uri: target,
+            from,
+            to,
+            call_id: format!("{}-{:08x}@sivo", self.id, rand::random::<u32>()),
+            cseq: 1,
+            via,
+            contact: Some(local_contact.clone()),
+            routes: Vec::new(),
+        });
+        let h = &mut invite.headers;
+        h.push(HeaderName::Other("X-Sivo-Call-Id".into()), self.id.to_string());
+        if let Some(q) = &self.queue {
+            h.push(HeaderName::Other("X-Sivo-Queue".into()), q.queue.name.clone());
+        }
+        h.push(HeaderName::Allow, "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE");
+        h.push(HeaderName::ContentType, "application/sdp");
+        h.push(HeaderName::UserAgent, format!("SIVO/{}", env!("CARGO_PKG_VERSION")));
+        invite.body = offer.into_bytes();
+        let Some(transaction) = ctx.core.start(invite.clone(), peer.clone(), self.client_tx.clone()).await
+        else {
+            let _ = ctx.media.close_leg(leg.id).await;
+            return Err("the INVITE could not be sent".into());
+        };
+        if let (Ok(call_id), Some(tag)) =
+            (invite.headers.call_id(), invite.headers.from().ok().and_then(|f| f.tag().map(str::to_owned)))
+        {
+            self.calls.add_dialog(call_id, &tag, &self.inbox_tx);
+        }
+        let ring_secs =
+            self.queue.as_ref().map_or(30, |q| u64::try_from(q.queue.ring_timeout_secs).unwrap_or(20));
+        self.note("agent", "sip", json!({ "message": "INVITE sent", "agent_id": agent, "extension": extension, "transport": peer.transport.as_str() }));
+        self.agent = Some(AgentLeg {
+            agent,
+            extension,
+            peer,
+            invite,
+            transaction,
+            local_contact,
+            local,
+            dialog: None,
+            media: leg,
+            state: AgentState::Ringing {
+                deadline: Instant::now() + std::time::Duration::from_secs(ring_secs),
+            },
+            codec: None,
+            on_hold: false,
+        });
+        Ok(())
+    }
+
+    /// Responses to the agent INVITE (and to our in-dialog requests, which need nothing).
+    async fn on_client(&mut self, event: ClientEvent) {
+        if let Some(i) = self.cancelled.iter().position(|c| c.transaction == event.transaction) {
+            self.cancelled_answer(i, event).await;
+            return;
+        }
+        let Some(agent) = &self.agent else { return };
+        if event.transaction != agent.transaction {
+            return;
+        }
+        match event.kind {
+            ClientEventKind::Response(response) => {
+                let status = response.status;
+                if status.is_success() {
+                    self.agent_answered(response).await;
+                } else if status.as_u16() >= 300 {
+                    self.agent_failed(status.as_u16(), &response.reason).await;
+                } else if status != StatusCode::TRYING {
+                    self.note(
+                        "agent",
+                        "sip",
+                        json!({ "message": format!("{} {}", status.as_u16(), response.reason) }),
+                    );
+                    if self.direct_agent.is_some()
+                        && self.caller.state == CallerState::Early
+                        && !self.caller.sent_ringing
+                    {
+                        self.caller.sent_ringing = true;
+                        let ringing =
+                            self.caller.dialog.create_response(&self.caller.invite, StatusCode::RINGING);
+                        self.calls.ctx.core.respond(self.caller.invite_tx, ringing).await;
+                    }
+                }
+            }
+            ClientEventKind::Timeout => self.agent_failed(408, "Request Timeout").await,
+            ClientEventKind::TransportError => self.agent_failed(503, "Transport Error").await,
+        }
+    }
+
+    async fn agent_answered(&mut self, response: Response) {
+        let calls = self.calls.clone();
+        let ctx = &calls.ctx;
+        let Some(agent) = self.agent.as_mut() else { return };
+        // A retransmitted 2xx: ACK it again.
+        if let Some(dialog) = &agent.dialog {
+            let seq = agent.invite.headers.cseq().map(|c| c.seq).unwrap_or(1);
+            let ack = dialog.create_ack(seq, &via_for(agent.local, &agent.peer.transport));
+            ctx.core.send_stateless(agent.peer.clone(), sip::Message::Request(ack)).await;
+            return;
+        }
+        let Ok(dialog) = Dialog::new_uac(&agent.invite, &response, agent.local_contact.clone()) else {
+            // A 2xx we cannot build a dialog from (no Contact, no tag): treat as failure.
+            self.agent_failed(502, "Bad 2xx").await;
+            return;
+        };
+        let seq = agent.invite.headers.cseq().map(|c| c.seq).unwrap_or(1);
+        let ack = dialog.create_ack(seq, &via_for(agent.local, &agent.peer.transport));
+        ctx.core.send_stateless(agent.peer.clone(), sip::Message::Request(ack)).await;
+        agent.dialog = Some(dialog);
+        if self.ending.is_some() {
+            self.bye_agent().await;
+            self.close_agent_leg("cancelled").await;
+            return;
+        }
+        let answer = std::str::from_utf8(&response.body).ok().and_then(|b| SessionDescription::parse(b).ok());
+        let negotiated = answer.as_ref().and_then(|a| media::sdp::negotiate(a, &SUPPORTED_CODECS));
+        let remote = answer.as_ref().and_then(|a| a.audio().and_then(|m| m.remote_addr(a)));
+        match (negotiated, remote) {
+            (Some(codec), Some(remote)) => {
+                let _ = ctx.media.set_remote(agent.media.id, remote, codec).await;
+                agent.codec = Some(codec);
+            }
+            _ => {
+                self.note("agent", "sip", json!({ "message": "2xx without a usable SDP answer" }));
+                self.bye_agent().await;
+                self.close_agent_leg("bad_sdp").await;
+                self.next_try = Some(Instant::now());
+                return;
+            }
+        }
+        agent.state = AgentState::Up;
+        let (agent_id, codec) = (agent.agent, agent.codec);
+        self.note("agent", "sip", json!({ "message": "200 OK", "agent_id": agent_id }));
+        if let Some(codec) = codec {
+            self.note(
+                "agent",
+                "codec",
+                json!({ "codec": codec_name(codec), "payload_type": codec.payload_type }),
+            );
+        }
+        self.connect().await;
+    }
+
+    /// The agent answered: answer the caller if needed, bridge, record, tell everyone.
+    async fn connect(&mut self) {
+        if self.caller.state == CallerState::Early {
+            self.answer_caller().await;
+        }
+        let calls = self.calls.clone();
+        let ctx = &calls.ctx;
+        let Some(agent) = &self.agent else { return };
+        let (a, b, agent_id) = (self.caller.media.id, agent.media.id, agent.agent);
+        if let Err(e) = ctx.media.bridge(a, b).await {
+            tracing::warn!(error = %e, "bridge failed");
+        }
+        self.answered = true;
+        if let Some((secs, _)) = self.session_timer {
+            self.session_timer = Some((secs, Instant::now()));
+        }
+        let queue_for_setting = self.queue.as_ref().map(|q| q.queue.id);
+        let wanted = async {
+            let mut tx = ctx.db.tenant_tx(self.tenant).await?;
+            let wanted =
+                db::tenant_settings::recording_wanted(&mut tx, self.tenant, queue_for_setting).await?;
+            tx.commit().await?;
+            Ok::<_, db::DbError>(wanted)
+        }
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "recording setting unreadable; not recording");
+            false
+        });
+        if wanted {
+            let path =
+                ctx.config.recordings_dir.join(self.tenant.to_string()).join(format!("{}.wav", self.id));
+            let made = match path.parent() {
+                Some(dir) => tokio::fs::create_dir_all(dir).await,
+                None => Ok(()),
+            };
+            match made {
+                Ok(()) => match ctx.media.record(a, b, path.clone()).await {
+                    Ok(()) => self.recording = Some(path),
+                    Err(e) => tracing::warn!(error = %e, "recording could not start"),
+                },
+                Err(e) => tracing::warn!(error = %e, "recordings directory could not be created"),
+            }
+        }
+        let queue_id = self.queue.as_ref().map(|q| q.queue.id);
+        let now = Utc::now();
+        let recorded = async {
+            let mut tx = ctx.db.tenant_tx(self.tenant).await?;
+            db::calls::answer_call(&mut tx, self.tenant, self.id, Some(agent_id), now).await?;
+            tx.commit().await?;
+            Ok::<_, db::DbError>(())
+        }
+        .await;
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, "could not record an answered call");
+        }
+        self.calls.update(self.id, |c| {
+            c.state = "answered";
+            c.agent_id = Some(agent_id);
+            c.queue_id = queue_id;
+        });
+    }
+
+    /// The agent declined, was busy, or never answered in time.
+    async fn agent_failed(&mut self, status: u16, reason: &str) {
+        let Some(agent) = &self.agent else { return };
+        let agent_id = agent.agent;
+        let cancelling = agent.state == AgentState::Cancelling;
+        self.note("agent", "sip", json!({ "message": format!("{status} {reason}"), "agent_id": agent_id }));
+        let cause = match status {
+            486 | 600 => "busy",
+            603 => "declined",
+            408 => "no_answer",
+            487 => "cancelled",
+            _ => "failed",
+        };
+        self.close_agent_leg(cause).await;
+        if cancelling || self.ending.is_some() {
+            return;
+        }
+        if self.direct_agent.is_some() {
+            let answer = match status {
+                486 | 600 => StatusCode::BUSY_HERE,
+                603 => StatusCode::DECLINE,
+                _ => StatusCode::TEMPORARILY_UNAVAILABLE,
+            };
+            self.end(&format!("agent_{cause}"), "agent", answer);
+            return;
+        }
+        self.next_try = Some(Instant::now());
+    }
+
+    async fn on_input(&mut self, input: CallInput) {
+        match input {
+            CallInput::Request { transaction, request } => {
+                let call_id = request.headers.call_id().unwrap_or_default().to_owned();
+                if call_id == self.caller.dialog.id().call_id {
+                    self.caller_request(transaction, request).await;
+                } else if self.agent.as_ref().and_then(|a| a.invite.headers.call_id().ok())
+                    == Some(call_id.as_str())
+                {
+                    self.agent_request(transaction, request).await;
+                } else {
+                    let r = Response::for_request(&request, StatusCode::CALL_TRANSACTION_DOES_NOT_EXIST);
+                    self.calls.ctx.core.respond(transaction, r).await;
+                }
+            }
+            CallInput::Ack => {
+                // The caller confirmed our 2xx; nothing else waits on it.
+            }
+            CallInput::Cancelled => {
+                if self.caller.state == CallerState::Early {
+                    self.note("caller", "sip", json!({ "message": "CANCEL received" }));
+                    self.end("caller_cancelled", "caller", StatusCode::REQUEST_TERMINATED);
+                }
+            }
+            CallInput::AckTimeout => {
+                self.note("caller", "sip", json!({ "message": "no ACK for our 200" }));
+                self.end("ack_timeout", "system", StatusCode::REQUEST_TIMEOUT);
+            }
+            CallInput::Control(Control::Hangup) => {
+                self.note("caller", "api", json!({ "message": "hangup requested" }));
+                self.end("api_hangup", "system", StatusCode::TEMPORARILY_UNAVAILABLE);
+            }
+        }
+    }
+
+    async fn caller_request(&mut self, transaction: TransactionId, request: Request) {
+        let core = self.calls.ctx.core.clone();
+        if let Err(e) = self.caller.dialog.handle_request(&request) {
+            let status = match e {
+                sip::dialog::DialogError::OutOfOrder { .. } => StatusCode::SERVER_INTERNAL_ERROR,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            core.respond(transaction, self.caller.dialog.create_response(&request, status)).await;
+            return;
+        }
+        match request.method {
+            Method::Bye => {
+                core.respond(transaction, self.caller.dialog.create_response(&request, StatusCode::OK)).await;
+                self.caller.state = CallerState::Gone;
+                self.note("caller", "sip", json!({ "message": "BYE received" }));
+                self.end("caller_hangup", "caller", StatusCode::OK);
+            }
+            Method::Invite | Method::Update => {
+                // A re-INVITE/UPDATE: a new offer (hold, codec change, session refresh).
+                if let Some((secs, _)) = self.session_timer {
+                    self.session_timer = Some((secs, Instant::now()));
+                }
+                let response = self.reoffer_caller(&request).await;
+                core.respond(transaction, response).await;
+            }
+            Method::Info | Method::Options | Method::Notify => {
+                core.respond(transaction, self.caller.dialog.create_response(&request, StatusCode::OK)).await;
+            }
+            _ => {
+                let mut r = self.caller.dialog.create_response(&request, StatusCode::METHOD_NOT_ALLOWED);
+                super::allow(&mut r);
+                core.respond(transaction, r).await;
+            }
+        }
+    }
+
+    /// Answers a new offer from the caller on the same media port.
+    async fn reoffer_caller(&mut self, request: &Request) -> Response {
+        let calls = self.calls.clone();
+        let ctx = &calls.ctx;
+        let mut direction = Direction::SendRecv;
+        if !request.body.is_empty() {
+            let Some(offer) =
+                std::str::from_utf8(&request.body).ok().and_then(|b| SessionDescription::parse(b).ok())
+            else {
+                return self
+                    .caller
+                    .dialog
+                    .create_response(request, StatusCode::BAD_REQUEST)
+                    .with_reason("Malformed SDP");
+            };
+            let Some(codec) = media::sdp::negotiate(&offer, &SUPPORTED_CODECS) else {
+                return self.caller.dialog.create_response(request, StatusCode::NOT_ACCEPTABLE_HERE);
+            };
+            if let Some(m) = offer.audio() {
+                direction = m.direction.answer_to();
+                if let Some(remote) = m.remote_addr(&offer) {
+                    let _ = ctx.media.set_remote(self.caller.media.id, remote, codec).await;
+                }
+            }
+            self.caller.codec = codec;
+            self.note("caller", "sip", json!({ "message": format!("re-{} with offer", request.method), "direction": format!("{direction:?}") }));
+        }
+        self.caller.sdp_version += 1;
+        let mut response = self.caller.dialog.create_response(request, StatusCode::OK);
+        if !request.body.is_empty() || request.method == Method::Invite {
+            let sdp = media::sdp::answer(
+                self.caller.sdp_session,
+                self.caller.sdp_version,
+                self.caller.media.local,
+                self.caller.codec,
+                direction,
+            );
+            response.headers.push(HeaderName::ContentType, "application/sdp");
+            response.body = sdp.into_bytes();
+        }
+        if let Some((secs, _)) = self.session_timer {
+            response.headers.push(HeaderName::SessionExpires, format!("{secs};refresher=uac"));
+        }
+        response
+    }
+
+    async fn agent_request(&mut self, transaction: TransactionId, request: Request) {
+        let core = self.calls.ctx.core.clone();
+        let Some(agent) = self.agent.as_mut() else { return };
+        let Some(dialog) = agent.dialog.as_mut() else {
+            // Early-dialog requests from the agent (PRACK, UPDATE) are not supported.
+            core.respond(
+                transaction,
+                Response::for_request(&request, StatusCode::CALL_TRANSACTION_DOES_NOT_EXIST),
+            )
+            .await;
+            return;
+        };
+        if let Err(e) = dialog.handle_request(&request) {
+            let status = match e {
+                sip::dialog::DialogError::OutOfOrder { .. } => StatusCode::SERVER_INTERNAL_ERROR,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            core.respond(transaction, dialog.create_response(&request, status)).await;
+            return;
+        }
+        match request.method {
+            Method::Bye => {
+                core.respond(transaction, dialog.create_response(&request, StatusCode::OK)).await;
+                agent.dialog = None;
+                self.note("agent", "sip", json!({ "message": "BYE received" }));
+                self.end("agent_hangup", "agent", StatusCode::OK);
+            }
+            Method::Invite | Method::Update => {
+                let response = self.reoffer_agent(&request).await;
+                core.respond(transaction, response).await;
+            }
+            Method::Info | Method::Options | Method::Notify => {
+                core.respond(transaction, dialog.create_response(&request, StatusCode::OK)).await;
+            }
+            _ => {
+                let mut r = dialog.create_response(&request, StatusCode::METHOD_NOT_ALLOWED);
+                super::allow(&mut r);
+                core.respond(transaction, r).await;
+            }
+        }
+    }
+
+    /// The agent's new offer: hold (sendonly/inactive) plays hold music to the caller;
+    /// resume bridges again.
+    async fn reoffer_agent(&mut self, request: &Request) -> Response {
+        let calls = self.calls.clone();
+        let ctx = &calls.ctx;
+        let caller_media = self.caller.media.id;
+        let Some(agent) = self.agent.as_mut() else {
+            return Response::for_request(request, StatusCode::CALL_TRANSACTION_DOES_NOT_EXIST);
+        };
+        let Some(dialog) = agent.dialog.as_ref() else {
+            return Response::for_request(request, StatusCode::CALL_TRANSACTION_DOES_NOT_EXIST);
+        };
+        let mut direction = Direction::SendRecv;
+        let mut codec = agent.codec.unwrap_or(self.caller.codec);
+        if !request.body.is_empty() {
+            let Some(offer) =
+                std::str::from_utf8(&request.body).ok().and_then(|b| SessionDescription::parse(b).ok())
+            else {
+                return dialog.create_response(request, StatusCode::BAD_REQUEST).with_reason("Malformed SDP");
+            };
+            let Some(c) = media::sdp::negotiate(&offer, &SUPPORTED_CODECS) else {
+                return dialog.create_response(request, StatusCode::NOT_ACCEPTABLE_HERE);
+            };
+            codec = c;
+            let audio = offer.audio();
+            let remote = audio.and_then(|m| m.remote_addr(&offer));
+            direction = audio.map_or(Direction::SendRecv, |m| m.direction.answer_to());
+            if let Some(remote) = remote {
+                let _ = ctx.media.set_remote(agent.media.id, remote, codec).await;
+            }
+            agent.codec = Some(codec);
+            let hold = remote.is_none() || matches!(direction, Direction::RecvOnly | Direction::Inactive);
+            if hold && !agent.on_hold {
+                agent.on_hold = true;
+                let _ = ctx.media.unbridge(caller_media, agent.media.id).await;
+                let _ = ctx.media.play(caller_media, media::Playback::MusicOnHold).await;
+            } else if !hold && agent.on_hold {
+                agent.on_hold = false;
+                let _ = ctx.media.bridge(caller_media, agent.media.id).await;
+            }
+        }
+        let mut response = dialog.create_response(request, StatusCode::OK);
+        if !request.body.is_empty() || request.method == Method::Invite {
+            let sdp =
+                media::sdp::answer(rand::random::<u32>().into(), 2, agent.media.local, codec, direction);
+            response.headers.push(HeaderName::ContentType, "application/sdp");
+            response.body = sdp.into_bytes();
+        }
+        let on_hold = agent.on_hold;
+        self.note("agent", "sip", json!({ "message": format!("re-{}", request.method), "hold": on_hold }));
+        response
+    }
+
+    /// Sends the caller our 200 with the SDP answer.
+    async fn answer_caller(&mut self) {
+        let mut ok = self.caller.dialog.create_response(&self.caller.invite, StatusCode::OK);
+        let sdp = media::sdp::answer(
+            self.caller.sdp_session,
+            self.caller.sdp_version,
+            self.caller.media.local,
+            self.caller.codec,
+            Direction::SendRecv,
+        );
+        ok.headers.push(HeaderName::ContentType, "application/sdp");
+        super::allow(&mut ok);
+        if let Some((secs, _)) = self.session_timer {
+            ok.headers.push(HeaderName::SessionExpires, format!("{secs};refresher=uac"));
+            ok.headers.push(HeaderName::Require, "timer");
+        }
+        ok.body = sdp.into_bytes();
+        self.calls.ctx.core.respond(self.caller.invite_tx, ok).await;
+        self.caller.dialog.confirm();
+        self.caller.state = CallerState::Answered;
+        self.calls.invite_done(self.caller.invite_tx);
+        self.note("caller", "sip", json!({ "message": "200 OK sent" }));
+    }
+
+    /// Stops ringing the current agent.
+    async fn cancel_agent(&mut self, cause: &str) {
+        let Some(agent) = self.agent.as_mut() else { return };
+        if let AgentState::Ringing { .. } = agent.state {
+            agent.state = AgentState::Cancelling;
+            self.calls.ctx.core.cancel(agent.transaction).await;
+            let agent_id = agent.agent;
+            self.note(
+                "agent",
+                "sip",
+                json!({ "message": "CANCEL sent", "agent_id": agent_id, "reason": cause }),
+            );
+            // The 487 (or a racing 2xx, ACKed and BYEd) arrives later; this round moves on now.
+            self.close_agent_leg(cause).await;
+        }
+    }
+
+    async fn bye_agent(&mut self) {
+        let Some(agent) = self.agent.as_mut() else { return };
+        let Some(dialog) = agent.dialog.as_mut() else { return };
+        let bye = dialog.create_request(Method::Bye, &via_for(agent.local, &agent.peer.transport));
+        let _ = self.calls.ctx.core.start(bye, agent.peer.clone(), self.client_tx.clone()).await;
+        agent.dialog = None;
+    }
+
+    async fn bye_caller(&mut self) {
+        if self.caller.state != CallerState::Answered {
+            return;
+        }
+        let local = super::local_towards(&self.calls.ctx.streams, &self.caller.peer).await;
+        let bye =
+            self.caller.dialog.create_request(Method::Bye, &via_for(local, &self.caller.peer.transport));
+        let _ = self.calls.ctx.core.start(bye, self.caller.peer.clone(), self.client_tx.clone()).await;
+        self.caller.state = CallerState::Gone;
+    }
+
+    /// Closes the agent leg's media and remembers it for the CDR; frees the agent.
+    async fn close_agent_leg(&mut self, outcome: &str) {
+        let Some(agent) = self.agent.take() else { return };
+        let stats = self.calls.ctx.media.close_leg(agent.media.id).await.ok();
+        if let Some(dialog) = &agent.dialog {
+            self.calls.remove_dialog(&dialog.id().call_id, &dialog.id().local_tag);
+        } else if let (Ok(call_id), Some(tag)) = (
+            agent.invite.headers.call_id(),
+            agent.invite.headers.from().ok().and_then(|f| f.tag().map(str::to_owned)),
+        ) {
+            self.calls.remove_dialog(call_id, &tag);
+        }
+        self.calls.release_agent(agent.agent);
+        self.past_legs.push(json!({
+            "leg": "agent",
+            "agent_id": agent.agent,
+            "extension": agent.extension,
+            "transport": agent.peer.transport.as_str(),
+            "sip_call_id": agent.invite.headers.call_id().unwrap_or_default(),
+            "outcome": outcome,
+            "codec": agent.codec.map(codec_name),
+            "rtp": stats,
+        }));
+        // A cancelled leg still owes us its 487; keep listening for its transaction so a
+        // 2xx that crossed our CANCEL can be ACKed and BYEd (§9.1).
+        if agent.state == AgentState::Cancelling && agent.dialog.is_none() {
+            self.cancelled.push(CancelledInvite {
+                transaction: agent.transaction,
+                invite: agent.invite,
+                peer: agent.peer,
+                local: agent.local,
+                local_contact: agent.local_contact,
+            });
+        }
+    }
+
+    /// A final answer to an INVITE we cancelled: a 2xx is ACKed and ended with BYE.
+    async fn cancelled_answer(&mut self, index: usize, event: ClientEvent) {
+        let ClientEventKind::Response(response) = event.kind else {
+            self.cancelled.swap_remove(index);
+            return;
+        };
+        if !response.status.is_final() {
+            return;
+        }
+        let entry = self.cancelled.swap_remove(index);
+        if !response.status.is_success() {
+            return;
+        }
+        if let Ok(mut dialog) = Dialog::new_uac(&entry.invite, &response, entry.local_contact) {
+            let core = &self.calls.ctx.core;
+            let seq = entry.invite.headers.cseq().map(|c| c.seq).unwrap_or(1);
+            let ack = dialog.create_ack(seq, &via_for(entry.local, &entry.peer.transport));
+            core.send_stateless(entry.peer.clone(), sip::Message::Request(ack)).await;
+            let bye = dialog.create_request(Method::Bye, &via_for(entry.local, &entry.peer.transport));
+            let _ = core.start(bye, entry.peer, self.client_tx.clone()).await;
+            self.note("agent", "sip", json!({ "message": "2xx crossed our CANCEL: ACK and BYE" }));
+        }
+    }
+
+    /// Records why the call ends; the loop then tears it down.
+    fn end(&mut self, cause: &str, side: &'static str, status: StatusCode) {
+        if self.ending.is_none() {
+            self.ending = Some(Ending { cause: cause.to_owned(), side, status });
+        }
+    }
+
+    /// Tears everything down and writes the CDR.
+    async fn finish(mut self) {
+        let Some(ending) = self.ending.take() else { return };
+        let ctx_core = self.calls.ctx.core.clone();
+        // Finish the file first: closing a leg would end the recording without telling us.
+        let recording = match &self.recording {
+            Some(_) => self.calls.ctx.media.stop_record(self.caller.media.id).await.ok().flatten(),
+            None => None,
+        };
+        if self.caller.state == CallerState::Early {
+            let mut r = self.caller.dialog.create_response(&self.caller.invite, ending.status);
+            if ending.status == StatusCode::OK {
+                r = self
+                    .caller
+                    .dialog
+                    .create_response(&self.caller.invite, StatusCode::TEMPORARILY_UNAVAILABLE);
+            }
+            ctx_core.respond(self.caller.invite_tx, r).await;
+            self.caller.state = CallerState::Gone;
+        }
+        if ending.side != "caller" {
+            self.bye_caller().await;
+        }
+        match self.agent.as_ref().map(|a| a.state) {
+            Some(AgentState::Ringing { .. }) => self.cancel_agent(&ending.cause).await,
+            Some(AgentState::Up) => {
+                if ending.side != "agent" {
+                    self.bye_agent().await;
+                }
+                self.close_agent_leg("completed").await;
+            }
+            _ => {}
+        }
+        let media = &self.calls.ctx.media;
+        let caller_stats = media.close_leg(self.caller.media.id).await.ok();
+        self.calls.invite_done(self.caller.invite_tx);
+        self.calls.remove_dialog(&self.caller.dialog.id().call_id, &self.caller.dialog.id().local_tag);
+        self.calls.unpublish(self.id);
+        let mut legs = vec![json!({
+            "leg": "caller",
+            "from": self.from_number,
+            "transport": self.caller.peer.transport.as_str(),
+            "sip_call_id": self.caller.dialog.id().call_id,
+            "codec": codec_name(self.caller.codec),
+            "rtp": caller_stats,
+        })];
+        legs.append(&mut self.past_legs);
+        let recording_info = recording.as_ref().map(|r| r.duration_ms);
+        let recording = recording.map(
+            |r| json!({ "path": r.path, "duration_ms": r.duration_ms, "bytes": r.bytes, "channels": 2 }),
+        );
+        self.note(
+            "caller",
+            "call",
+            json!({ "message": "ended", "cause": ending.cause, "side": ending.side }),
+        );
+        let end = db::calls::CallEnd {
+            at: Utc::now(),
+            hangup_cause: &ending.cause,
+            hangup_side: ending.side,
+            legs: Value::Array(legs),
+            timeline: Value::Array(std::mem::take(&mut self.timeline)),
+            recording,
+        };
+        let calls = self.calls.clone();
+        let ctx = &calls.ctx;
+        let at = end.at;
+        let url = recording_info.as_ref().map(|duration_ms| {
+            let expires = at + ctx.config.recording_url_ttl;
+            let path = ctx.urls.path(self.tenant, self.id, expires);
+            (format!("{}{path}", ctx.config.public_http_url), expires, *duration_ms)
+        });
+        // The CDR must exist however the call ended: retry a few times if PostgreSQL blinks.
+        for attempt in 0..5u32 {
+            let written = async {
+                let mut tx = ctx.db.tenant_tx(self.tenant).await?;
+                let fresh = db::calls::get_call(&mut tx, self.id).await?.ended_at.is_none();
+                db::calls::end_call(&mut tx, self.tenant, self.id, &end).await?;
+                if fresh && let Some((url, expires, duration_ms)) = &url {
+                    db::calls::recorded(&mut tx, self.tenant, self.id, url, *expires, *duration_ms, at)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok::<_, db::DbError>(())
+            }
+            .await;
+            match written {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "could not write a CDR; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+                }
+            }
+        }
+        // An agent INVITE we cancelled may still be answered with a 2xx that crossed the
+        // CANCEL; stay a moment to ACK and BYE it rather than leave the phone off-hook.
+        let linger = Instant::now() + std::time::Duration::from_secs(4);
+        while !self.cancelled.is_empty() {
+            match tokio::time::timeout_at(linger, self.client_rx.recv()).await {
+                Ok(Some(event)) => {
+                    if let Some(i) = self.cancelled.iter().position(|c| c.transaction == event.transaction) {
+                        self.cancelled_answer(i, event).await;
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// Adds an entry to the call's "Technical" timeline.
+    fn note(&mut self, leg: &str, kind: &str, detail: Value) {
+        self.timeline.push(json!({ "at": Utc::now(), "leg": leg, "kind": kind, "detail": detail }));
+    }
+}
+
+/// Where to send to an agent's binding: its UDP source, or its live stream connection.
+fn binding_peer(b: &db::sip::BindingRow) -> Option<Peer> {
+    let addr: SocketAddr = b.source.parse().ok()?;
+    let transport = Transport::parse(&b.transport);
+    match transport {
+        Transport::Udp => Some(Peer::udp(addr)),
+        _ => {
+            let id = u64::try_from(b.connection_id?).ok()?;
+            Some(Peer { transport, addr, connection: Some(ConnectionId(id)) })
+        }
+    }
+}
+
+fn via_for(local: SocketAddr, transport: &Transport) -> Via {
+    let host = match local.ip().to_canonical() {
+        std::net::IpAddr::V4(v4) => Host::Ipv4(v4),
+        std::net::IpAddr::V6(v6) => Host::Ipv6(v6),
+    };
+    let mut via = Via::new(transport.clone(), host, Some(local.port()), &super::branch());
+    via.params.set("rport", None);
+    via
+}
+
+fn contact_for(local: SocketAddr, transport: &Transport) -> NameAddr {
+    let host = match local.ip().to_canonical() {
+        std::net::IpAddr::V4(v4) => Host::Ipv4(v4),
+        std::net::IpAddr::V6(v6) => Host::Ipv6(v6),
+    };
+    let mut uri = SipUri::new(host).with_user("sivo").with_port(local.port());
+    if *transport != Transport::Udp {
+        uri = uri.with_param("transport", Some(transport.as_str().to_ascii_lowercase()));
+    }
+    NameAddr::new(Uri::Sip(uri))
+}
+
+/// The caller's number: the From URI's user part (or the whole URI).
+fn caller_number(request: &Request) -> String {
+    let Ok(from) = request.headers.from() else { return "anonymous".into() };
+    match &from.uri {
+        Uri::Sip(u) => u.user.clone().unwrap_or_else(|| "anonymous".into()),
+        Uri::Tel(t) => t.number.clone(),
+        Uri::Other(_) => "anonymous".into(),
+    }
+    .chars()
+    .take(64)
+    .collect()
+}
+
+/// RFC 4028 Session-Expires (or its compact form `x`), in seconds.
+fn session_expires(request: &Request) -> Option<u32> {
+    let value = request.headers.get(&HeaderName::SessionExpires)?;
+    value.split(';').next()?.trim().parse().ok()
+}
+
+fn codec_name(codec: Codec) -> String {
+    match codec.kind {
+        CodecKind::Pcmu => "PCMU/8000".into(),
+        CodecKind::Pcma => "PCMA/8000".into(),
+    }
+}
+
+async fn tenant_domain(ctx: &super::CallCtx, tenant: TenantId) -> Option<String> {
+    let mut tx = ctx.db.tenant_tx(tenant).await.ok()?;
+    let row = db::tenants::get(&mut tx, tenant).await.ok()?;
+    tx.commit().await.ok()?;
+    Some(format!("{}.{}", row.slug, ctx.base_domain))
+}
+
+/// A queue's hold-music file, only if it lies inside the configured music directory: the path
+/// is chosen by a tenant admin and must never reach another tenant's files (recordings are
+/// WAV files too).
+async fn music_file(music_dir: &std::path::Path, path: &str) -> Option<std::path::PathBuf> {
+    let dir = tokio::fs::canonicalize(music_dir).await.ok()?;
+    let wanted = std::path::Path::new(path);
+    let full = if wanted.is_absolute() { wanted.to_path_buf() } else { dir.join(wanted) };
+    let file = tokio::fs::canonicalize(full).await.ok()?;
+    file.starts_with(&dir).then_some(file)
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

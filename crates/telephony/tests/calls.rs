@@ -1,0 +1,372 @@
+//! Calls end to end with real SIP peers: sipp as the carrier (127.0.0.2, inside the trunk's
+//! Allowed CIDRs) calls a DID; sipp as the agent's phone registers through the real registrar
+//! (Digest) and then answers, rings or refuses. Checked: the B2BUA's SIP answers, RTP relayed
+//! both ways (packet counts per leg), DTMF relayed, the CDR and the outbox events.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use domain::events::AgentStatus;
+use domain::{Role, TenantId, UserId};
+use serde_json::Value;
+use telephony::{SipConfig, Telephony};
+use test_support::TestDb;
+use uuid::Uuid;
+
+const DOMAIN: &str = "acme.sip.test";
+const DID: &str = "+4930123456";
+const PASSWORD: &str = "s3cret-sip-pass";
+
+struct Setup {
+    db: TestDb,
+    server: Telephony,
+    tenant: TenantId,
+    queue: Uuid,
+    did: Uuid,
+}
+
+struct Agent {
+    id: UserId,
+    extension: String,
+}
+
+async fn setup(ring_timeout_secs: i32) -> Setup {
+    let db = TestDb::new().await;
+    let vault = vault::Vault::from_bytes(&[7u8; 32]);
+    let now = Utc::now();
+    let tenant = TenantId(Uuid::new_v4());
+    let mut tx = db.db.platform_tx().await.unwrap();
+    db::tenants::create(
+        &mut tx,
+        db::tenants::NewTenant { id: tenant, slug: "acme", name: "Acme", plan: "free", now },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let trunk = Uuid::new_v4();
+    let queue = Uuid::new_v4();
+    let did = Uuid::new_v4();
+    let mut tx = db.db.tenant_tx(tenant).await.unwrap();
+    let cidrs = vec!["127.0.0.2/32".to_owned()];
+    let fields = db::trunks::TrunkFields {
+        name: "carrier",
+        host: "127.0.0.2",
+        port: 5060,
+        transport: "udp",
+        allowed_cidrs: &cidrs,
+        username: None,
+        password_enc: None,
+        register: false,
+        keepalive: false,
+    };
+    db::trunks::create_trunk(&mut tx, trunk, tenant, &fields, now).await.unwrap();
+    let q = db::queues::QueueFields {
+        name: "Support",
+        ring_timeout_secs,
+        max_wait_secs: 120,
+        overflow_type: "none",
+        overflow_id: None,
+        music_on_hold: None,
+        record_calls: true,
+    };
+    db::queues::create_queue(&mut tx, queue, tenant, &q, now).await.unwrap();
+    let d = db::trunks::DidFields {
+        number: DID,
+        trunk_id: trunk,
+        destination_type: "queue",
+        destination_id: Some(queue),
+    };
+    db::trunks::create_did(&mut tx, did, tenant, &d, now).await.unwrap();
+    tx.commit().await.unwrap();
+    let recordings = common::work_dir().join(format!("recordings-{}", Uuid::new_v4().simple()));
+    let config = SipConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        base_domain: "sip.test".into(),
+        node_id: "test-node".into(),
+        media: media::MediaConfig {
+            bind_ip: "127.0.0.1".parse().unwrap(),
+            advertised_ip: None,
+            port_min: 42_000,
+            port_max: 43_998,
+            shards: 2,
+        },
+        calls: telephony::CallConfig { recordings_dir: recordings, ..telephony::CallConfig::default() },
+        ..SipConfig::default()
+    };
+    let server = Telephony::start(config, db.db.clone(), vault).await.unwrap();
+    Setup { db, server, tenant, queue, did }
+}
+
+/// An available agent in the queue (not yet registered).
+async fn agent(s: &Setup, email: &str) -> Agent {
+    let vault = vault::Vault::from_bytes(&[7u8; 32]);
+    let now = Utc::now();
+    let id = UserId(Uuid::new_v4());
+    let mut tx = s.db.db.tenant_tx(s.tenant).await.unwrap();
+    db::users::create(
+        &mut tx,
+        db::users::NewUser {
+            id,
+            tenant_id: Some(s.tenant),
+            email,
+            display_name: "Agent",
+            role: Role::Agent,
+            password_hash: "x",
+            now,
+        },
+    )
+    .await
+    .unwrap();
+    let enc = vault.encrypt(PASSWORD.as_bytes(), &format!("sip-password:{id}"));
+    let account = db::sip::ensure_account(&mut tx, s.tenant, id, &enc, now).await.unwrap();
+    db::queues::add_member(&mut tx, s.tenant, s.queue, id, now).await.unwrap();
+    db::agent_states::set_agent_status(&mut tx, s.tenant, id, AgentStatus::Available, None, now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    Agent { id, extension: account.extension }
+}
+
+/// Registers `agent` from 127.0.0.1:`port` through the registrar (sipp, Digest auth).
+async fn register(s: &Setup, agent: &Agent, port: u16) {
+    let scenario = common::scenario("register.xml", Some(200));
+    let ok = common::run(vec![
+        s.server.udp_addr().to_string(),
+        "-sf".into(),
+        scenario.display().to_string(),
+        "-key".into(),
+        "domain".into(),
+        DOMAIN.into(),
+        "-key".into(),
+        "expires".into(),
+        "300".into(),
+        "-s".into(),
+        agent.extension.clone(),
+        "-au".into(),
+        agent.extension.clone(),
+        "-ap".into(),
+        PASSWORD.into(),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+        "-m".into(),
+        "1".into(),
+        "-timeout".into(),
+        "15s".into(),
+        "-timeout_error".into(),
+    ])
+    .await;
+    assert!(ok, "agent registration failed");
+}
+
+/// The agent's phone: a sipp UAS on `port` running `scenario`, echoing RTP back.
+fn phone(scenario: &str, port: u16) -> common::Background {
+    let path = common::scenario(scenario, None);
+    common::Background::start(&[
+        "-sf".into(),
+        path.display().to_string(),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+        "-mp".into(),
+        common::free_udp_port("127.0.0.1").to_string(),
+        "-rtp_echo".into(),
+        "-m".into(),
+        "1".into(),
+        "-timeout".into(),
+        "60s".into(),
+    ])
+}
+
+/// The carrier calls the DID from 127.0.0.2 with `scenario` (PAUSE substituted); true if sipp
+/// saw every expected message.
+async fn carrier(s: &Setup, scenario: &str, pause_ms: u32) -> bool {
+    let text = std::fs::read_to_string(format!("{}/tests/sipp/{scenario}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap()
+        .replace("PAUSE", &pause_ms.to_string());
+    let path = common::work_dir().join(format!("{}-{scenario}", Uuid::new_v4().simple()));
+    std::fs::write(&path, text).unwrap();
+    common::run(vec![
+        s.server.udp_addr().to_string(),
+        "-sf".into(),
+        path.display().to_string(),
+        "-s".into(),
+        DID.into(),
+        "-i".into(),
+        "127.0.0.2".into(),
+        "-p".into(),
+        common::free_udp_port("127.0.0.2").to_string(),
+        "-mp".into(),
+        common::free_udp_port("127.0.0.2").to_string(),
+        "-m".into(),
+        "1".into(),
+        "-timeout".into(),
+        "60s".into(),
+        "-timeout_error".into(),
+    ])
+    .await
+}
+
+/// The tenant's one call, once it has ended (waits up to 10 s).
+async fn ended_call(s: &Setup) -> Value {
+    for _ in 0..100 {
+        let mut tx = s.db.db.tenant_tx(s.tenant).await.unwrap();
+        let page = db::calls::list_cdrs(&mut tx, s.tenant, &db::calls::CdrFilter::default(), None, 10)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        if let Some(row) = page.items.first()
+            && row.ended_at.is_some()
+        {
+            assert_eq!(page.items.len(), 1, "one call expected");
+            return row.cdr_json();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the call did not end");
+}
+
+async fn event_types(s: &Setup) -> Vec<String> {
+    let mut tx = s.db.db.tenant_tx(s.tenant).await.unwrap();
+    let rows = db::outbox::list_recent(&mut tx, s.tenant, 100).await.unwrap();
+    tx.commit().await.unwrap();
+    rows.into_iter().map(|r| r.event_type).collect()
+}
+
+fn rtp(leg: &Value, field: &str) -> u64 {
+    leg["rtp"][field].as_u64().unwrap_or_else(|| panic!("leg without rtp.{field}: {leg}"))
+}
+
+#[tokio::test]
+async fn queued_call_is_answered_by_an_agent_with_audio_both_ways() {
+    let s = setup(20).await;
+    let a = agent(&s, "agent@acme.example").await;
+    let port = common::free_udp_port("127.0.0.1");
+    register(&s, &a, port).await;
+    let _phone = phone("agent_answer.xml", port);
+    assert!(carrier(&s, "carrier_call.xml", 3000).await, "the carrier's call failed");
+
+    let cdr = ended_call(&s).await;
+    assert_eq!(cdr["agent_id"], serde_json::json!(a.id), "{cdr}");
+    assert_eq!(cdr["queue_id"], serde_json::json!(s.queue));
+    assert_eq!(cdr["did"], DID);
+    assert_eq!(cdr["hangup_side"], "caller");
+    assert!(cdr["answered_at"].is_string() && cdr["queued_at"].is_string(), "{cdr}");
+    let legs = cdr["legs"].as_array().unwrap();
+    let caller = legs.iter().find(|l| l["leg"] == "caller").unwrap();
+    let agent_leg = legs.iter().find(|l| l["leg"] == "agent" && l["outcome"] == "completed").unwrap();
+    assert_eq!(caller["codec"], "PCMA/8000");
+    assert_eq!(agent_leg["codec"], "PCMA/8000");
+    // g711a.pcap plays ~3 s of voice at 50 packets/s; the phone echoes what it hears.
+    for leg in [caller, agent_leg] {
+        assert!(rtp(leg, "packets_received") >= 50, "too few packets received on {leg}");
+        assert!(rtp(leg, "packets_sent") >= 50, "too few packets sent on {leg}");
+    }
+    // The caller's DTMF "1" (RFC 4733) was relayed to the phone: its echo came back on the agent leg.
+    assert!(agent_leg["rtp"]["dtmf_received"].as_str().unwrap_or_default().contains('1'), "{agent_leg}");
+    // The timeline shows the SIP story and the codecs.
+    let timeline = cdr["timeline"].to_string();
+    for needle in ["INVITE received", "INVITE sent", "200 OK", "PCMA/8000", "BYE received"] {
+        assert!(timeline.contains(needle), "timeline lacks {needle}: {timeline}");
+    }
+    // Recorded (the queue records calls): a stereo WAV.
+    let path = cdr["recording"]["path"].as_str().expect("a recording");
+    let wav = std::fs::read(path).unwrap();
+    assert_eq!(&wav[..4], b"RIFF");
+    assert_eq!(u16::from_le_bytes([wav[22], wav[23]]), 2, "two channels");
+
+    let types = event_types(&s).await;
+    for t in ["call.created", "queue.entered", "call.answered", "call.ended", "agent.status_changed"] {
+        assert!(types.iter().any(|x| x == t), "no {t} in {types:?}");
+    }
+    assert!(!types.iter().any(|x| x == "queue.abandoned"));
+    // The agent is free again.
+    let mut tx = s.db.db.tenant_tx(s.tenant).await.unwrap();
+    let state = db::agent_states::get_state(&mut tx, a.id).await.unwrap().unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(state.status, "available");
+    s.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn busy_agent_passes_the_call_to_the_next_one_and_unregistered_agents_are_skipped() {
+    let s = setup(20).await;
+    let busy = agent(&s, "busy@acme.example").await;
+    // Never registered: never rung.
+    let _absent = agent(&s, "absent@acme.example").await;
+    let good = agent(&s, "good@acme.example").await;
+    // Longest idle first: the busy agent has waited longest.
+    let mut tx = s.db.db.tenant_tx(s.tenant).await.unwrap();
+    sqlx::query("update agent_states set idle_since = now() - interval '1 hour' where user_id = $1")
+        .bind(busy.id.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let (busy_port, good_port) = (common::free_udp_port("127.0.0.1"), common::free_udp_port("127.0.0.1"));
+    register(&s, &busy, busy_port).await;
+    register(&s, &good, good_port).await;
+    let _busy_phone = phone("agent_busy.xml", busy_port);
+    let _good_phone = phone("agent_answer.xml", good_port);
+    assert!(carrier(&s, "carrier_call.xml", 1500).await, "the carrier's call failed");
+
+    let cdr = ended_call(&s).await;
+    assert_eq!(cdr["agent_id"], serde_json::json!(good.id), "{cdr}");
+    let legs = cdr["legs"].as_array().unwrap();
+    let outcomes: Vec<(String, String)> = legs
+        .iter()
+        .filter(|l| l["leg"] == "agent")
+        .map(|l| (l["agent_id"].as_str().unwrap().to_owned(), l["outcome"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![(busy.id.to_string(), "busy".to_owned()), (good.id.to_string(), "completed".to_owned())]
+    );
+    s.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn caller_hanging_up_in_the_queue_is_an_abandoned_call() {
+    let s = setup(20).await;
+    // A member who is available but not registered: nobody can take the call.
+    let _a = agent(&s, "agent@acme.example").await;
+    assert!(carrier(&s, "carrier_call.xml", 1000).await, "the carrier's call failed");
+    let cdr = ended_call(&s).await;
+    assert!(cdr["agent_id"].is_null() && cdr["answered_at"].is_null(), "{cdr}");
+    assert_eq!(cdr["hangup_side"], "caller");
+    let caller = &cdr["legs"][0];
+    // Hold music went to the caller while they waited.
+    assert!(rtp(caller, "packets_sent") >= 25, "no hold music: {caller}");
+    let types = event_types(&s).await;
+    assert!(types.iter().any(|t| t == "queue.abandoned"), "{types:?}");
+    s.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn caller_cancelling_while_the_agent_rings() {
+    let s = setup(20).await;
+    let a = agent(&s, "agent@acme.example").await;
+    // This DID rings the agent directly (no queue): the caller hears ringing, not music.
+    let mut tx = s.db.db.tenant_tx(s.tenant).await.unwrap();
+    sqlx::query("update dids set destination_type = 'agent', destination_id = $2 where id = $1")
+        .bind(s.did)
+        .bind(a.id.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let port = common::free_udp_port("127.0.0.1");
+    register(&s, &a, port).await;
+    let phone = phone("agent_ring_cancel.xml", port);
+    assert!(carrier(&s, "carrier_cancel.xml", 1000).await, "CANCEL was not answered with 200 and 487");
+    let cdr = ended_call(&s).await;
+    assert_eq!(cdr["hangup_cause"], "caller_cancelled", "{cdr}");
+    assert!(cdr["answered_at"].is_null());
+    // The phone saw the CANCEL and finished its scenario.
+    assert!(phone.wait_success(Duration::from_secs(10)), "the agent's phone was not cancelled");
+    s.server.shutdown().await;
+}
