@@ -18,6 +18,12 @@
 //! owning its legs' sockets and all their state, so the media path takes no locks. The legs of
 //! one call share a group and hence a shard, which lets a bridge relay packets synchronously
 //! from one leg's socket to the other's.
+//!
+//! # Features
+//!
+//! - `webrtc` (off by default; aws-lc makes a clean build minutes longer): WebRTC legs with
+//!   str0m, [`Media::open_webrtc_leg`]. ICE-lite, DTLS-SRTP, PCMU/PCMA and telephone-events;
+//!   bridged, recorded and played to like plain RTP legs. No Opus yet.
 
 pub mod codec;
 pub mod dtmf;

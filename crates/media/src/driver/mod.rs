@@ -92,7 +92,8 @@ pub struct LegStats {
     /// RTP packets accepted from the latched peer.
     pub packets_received: u64,
     pub packets_sent: u64,
-    /// UDP payload bytes (RTP header included).
+    /// UDP payload bytes (RTP header included). On WebRTC legs, received counts every
+    /// datagram (STUN, DTLS, SRTP) and sent counts RTP as 12 + payload bytes (before SRTP).
     pub bytes_received: u64,
     pub bytes_sent: u64,
     /// RFC 3550 cumulative loss: expected − received.
@@ -105,7 +106,8 @@ pub struct LegStats {
     pub codec: Option<String>,
     /// Keys received as RFC 4733 events, in order.
     pub dtmf_received: String,
-    /// RTCP packets received (on the RTCP port or multiplexed on the RTP port).
+    /// RTCP packets received (on the RTCP port or multiplexed on the RTP port). Always 0 on
+    /// WebRTC legs, where str0m consumes RTCP itself.
     pub rtcp_received: u64,
 }
 

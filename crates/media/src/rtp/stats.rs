@@ -13,7 +13,7 @@ const MAX_MISORDER: u16 = 100;
 ///
 /// Counts carry over when the sender changes SSRC (a peer re-INVITE, a transfer behind the
 /// far end): the old stream's expected and received totals are folded in and sequence tracking
-/// restarts. A sequence jump beyond [`MAX_DROPOUT`] is only believed when the next packet
+/// restarts. A sequence jump beyond 3000 is only believed when the next packet
 /// continues from it (the sender restarted); until then the packet is not counted.
 #[derive(Debug, Clone)]
 pub struct ReceiveStats {
