@@ -14,4 +14,9 @@ export const TEL_ADMIN = { email: 'telco@acme.example', role: 'admin', name: 'To
 /** Gets SIP credentials and registers a phone in telephony.spec.ts. */
 export const TEL_AGENT = { email: 'tina@acme.example', role: 'agent', name: 'Tina Phone' } as const;
 
-export const ACCOUNTS = [ADMIN, AGENT, LOCKED, SUPERVISOR, ROOT, TEL_ADMIN, TEL_AGENT];
+/** Watches the wallboard in wallboard.spec.ts. */
+export const WALL_SUPERVISOR = { email: 'wendy@acme.example', role: 'supervisor', name: 'Wendy Wallboard' } as const;
+/** Changes status (over the REST API) while wallboard.spec.ts watches. */
+export const WALL_AGENT = { email: 'walt@acme.example', role: 'agent', name: 'Walt Wallace' } as const;
+
+export const ACCOUNTS = [ADMIN, AGENT, LOCKED, SUPERVISOR, ROOT, TEL_ADMIN, TEL_AGENT, WALL_SUPERVISOR, WALL_AGENT];

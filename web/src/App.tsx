@@ -19,6 +19,7 @@ import { TrunksPage } from './pages/Trunks';
 import { NumbersPage } from './pages/Numbers';
 import { AgentDetailPage, AgentsDashboardPage, AgentsSettingsPage } from './pages/Agents';
 import { ForbiddenPage, NotFoundPage } from './pages/NotFound';
+import { WallboardPage } from './pages/Wallboard';
 
 export function App() {
   return (
@@ -45,6 +46,7 @@ export function App() {
               <Route index element={<Home />} />
               <Route path="dashboard/agents" element={<Allowed path="/dashboard/agents"><AgentsDashboardPage /></Allowed>} />
               <Route path="dashboard/agents/:id" element={<Allowed path="/dashboard/agents"><AgentDetailPage base="/dashboard/agents" /></Allowed>} />
+              <Route path="dashboard/wallboard" element={<Allowed path="/dashboard/wallboard"><WallboardPage /></Allowed>} />
               <Route path="settings" element={<Navigate to="/settings/users" replace />} />
               {(
                 [

@@ -5,8 +5,20 @@ import { useAuth, useMe } from '../auth/session';
 import { navFor } from '../lib/nav';
 import { ROLE_LABELS } from '../lib/format';
 import { Logo } from './Logo';
+import { ConnectionIndicator } from '../realtime/ConnectionIndicator';
+import { RealtimeProvider } from '../realtime/RealtimeProvider';
 
+/** The signed-in app: one live connection for all pages (platform users have no tenant to hear from). */
 export function Shell() {
+  const me = useMe();
+  return (
+    <RealtimeProvider enabled={!!me.tenant_id}>
+      <ShellLayout />
+    </RealtimeProvider>
+  );
+}
+
+function ShellLayout() {
   const me = useMe();
   const { logout } = useAuth();
   const location = useLocation();
@@ -69,6 +81,7 @@ export function Shell() {
         <Link to="/" className="brand brand-top">
           <Logo /> SIVO
         </Link>
+        <ConnectionIndicator className="topbar-live" />
       </header>
       <div className="scrim" onClick={() => setMenuOpen(false)} aria-hidden="true" />
       <aside id="sidebar" className="sidebar" ref={sidebar}>
@@ -79,6 +92,7 @@ export function Shell() {
             {context && <span className="brand-context">{context}</span>}
           </span>
         </Link>
+        <ConnectionIndicator className="sidebar-live" />
         <nav aria-label="Main" className="nav">
           {sections.map((section) => (
             <div key={section.label ?? 'top'} className="nav-section">

@@ -7,6 +7,7 @@ describe('role-based navigation', () => {
   it('admins see every tenant setting from the troubleshooting guide, and the audit log', () => {
     expect(labels('admin')).toEqual([
       'Dashboard › Agents',
+      'Dashboard › Wallboard',
       'Settings › Queues',
       'Settings › SIP trunks',
       'Settings › Numbers (DIDs)',
@@ -38,7 +39,9 @@ describe('role-based navigation', () => {
   });
 
   it('supervisors add CDRs but no settings', () => {
-    expect(labels('supervisor')).toEqual(['Dashboard › Agents', 'Reports › CDRs']);
+    expect(labels('supervisor')).toEqual(['Dashboard › Agents', 'Dashboard › Wallboard', 'Reports › CDRs']);
+    expect(canAccess('agent', '/dashboard/wallboard')).toBe(false);
+    expect(trailFor('/dashboard/wallboard')).toEqual(['Dashboard', 'Wallboard']);
   });
 
   it('superadmins see platform pages only', () => {

@@ -25,7 +25,10 @@ const PLATFORM: readonly Role[] = ['superadmin'];
 export const NAV: readonly NavSection[] = [
   {
     label: 'Dashboard',
-    items: [{ label: 'Agents', path: '/dashboard/agents', roles: TENANT }],
+    items: [
+      { label: 'Agents', path: '/dashboard/agents', roles: TENANT },
+      { label: 'Wallboard', path: '/dashboard/wallboard', roles: SUPERVISION },
+    ],
   },
   {
     label: 'Settings',
