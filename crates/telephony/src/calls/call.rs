@@ -62,10 +62,15 @@ struct AgentLeg {
     local_contact: NameAddr,
     local: SocketAddr,
     dialog: Option<Dialog>,
-    media: media::Leg,
+    /// Opened with the INVITE for an RTP phone; for a browser (WebRTC over WS/WSS) only when
+    /// its offer arrives in the 2xx.
+    media: Option<media::Leg>,
     state: AgentState,
     codec: Option<Codec>,
     on_hold: bool,
+    /// A browser leg: the INVITE carried no offer (delayed offer, RFC 3261 §13.2.1) and this
+    /// is the answer we sent in the ACK, reused for its hold/resume re-offers.
+    webrtc_answer: Option<String>,
 }
 
 /// An agent INVITE we cancelled, until its final answer arrives.
@@ -540,18 +545,27 @@ impl Call {
             .find_map(|b| binding_peer(b).map(|p| (b, p)))
             .ok_or("not registered")?;
         let target: Uri = binding.contact.parse().map_err(|_| "unusable contact")?;
-        let leg = ctx.media.open_leg(self.id.as_uuid().as_u128()).await.map_err(|e| format!("media: {e}"))?;
+        // Browsers (SIP over WebSocket) get no offer: their own WebRTC offer comes in the 2xx
+        // and our media answers it; RTP phones get an RTP offer in the caller's codec.
+        let webrtc = matches!(peer.transport, Transport::Ws | Transport::Wss);
+        let leg = if webrtc {
+            None
+        } else {
+            Some(ctx.media.open_leg(self.id.as_uuid().as_u128()).await.map_err(|e| format!("media: {e}"))?)
+        };
         let local = super::local_towards(&ctx.streams, &peer).await;
         let local_contact = contact_for(local, &peer.transport);
         let caller_codec = self.caller.codec;
-        let offer = media::sdp::offer(
-            rand::random::<u32>().into(),
-            1,
-            leg.local,
-            &[caller_codec.kind],
-            Some(DTMF_PAYLOAD_TYPE),
-            Direction::SendRecv,
-        );
+        let offer = leg.as_ref().map(|leg| {
+            media::sdp::offer(
+                rand::random::<u32>().into(),
+                1,
+                leg.local,
+                &[caller_codec.kind],
+                Some(DTMF_PAYLOAD_TYPE),
+                Direction::SendRecv,
+            )
+        });
         let mut from = NameAddr::new(Uri::Sip(
             SipUri::new(Host::Domain(self.domain.clone())).with_user(self.from_number.clone()),
         ));
@@ -578,12 +592,16 @@ impl Call {
             h.push(HeaderName::Other("X-Sivo-Queue".into()), q.queue.name.clone());
         }
         h.push(HeaderName::Allow, "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE");
-        h.push(HeaderName::ContentType, "application/sdp");
         h.push(HeaderName::UserAgent, format!("SIVO/{}", env!("CARGO_PKG_VERSION")));
-        invite.body = offer.into_bytes();
+        if let Some(offer) = offer {
+            invite.headers.push(HeaderName::ContentType, "application/sdp");
+            invite.body = offer.into_bytes();
+        }
         let Some(transaction) = ctx.core.start(invite.clone(), peer.clone(), self.client_tx.clone()).await
         else {
-            let _ = ctx.media.close_leg(leg.id).await;
+            if let Some(leg) = leg {
+                let _ = ctx.media.close_leg(leg.id).await;
+            }
             return Err("the INVITE could not be sent".into());
         };
         if let (Ok(call_id), Some(tag)) =
@@ -609,6 +627,7 @@ impl Call {
             },
             codec: None,
             on_hold: false,
+            webrtc_answer: None,
         });
         Ok(())
     }
@@ -669,7 +688,23 @@ impl Call {
             return;
         };
         let seq = agent.invite.headers.cseq().map(|c| c.seq).unwrap_or(1);
-        let ack = dialog.create_ack(seq, &via_for(agent.local, &agent.peer.transport));
+        let mut ack = dialog.create_ack(seq, &via_for(agent.local, &agent.peer.transport));
+        if agent.media.is_none() && self.ending.is_none() {
+            // Delayed offer: the browser's offer is in this 2xx, our answer goes in the ACK.
+            let offer = std::str::from_utf8(&response.body).unwrap_or_default();
+            match ctx.media.open_webrtc_leg(self.id.as_uuid().as_u128(), offer).await {
+                Ok((leg, answer)) => {
+                    agent.codec = SessionDescription::parse(&answer)
+                        .ok()
+                        .and_then(|a| media::sdp::negotiate(&a, &SUPPORTED_CODECS));
+                    ack.headers.push(HeaderName::ContentType, "application/sdp");
+                    ack.body = answer.clone().into_bytes();
+                    agent.media = Some(leg);
+                    agent.webrtc_answer = Some(answer);
+                }
+                Err(e) => tracing::warn!(error = %e, "a browser's WebRTC offer could not be answered"),
+            }
+        }
         ctx.core.send_stateless(agent.peer.clone(), sip::Message::Request(ack)).await;
         agent.dialog = Some(dialog);
         if self.ending.is_some() {
@@ -677,12 +712,23 @@ impl Call {
             self.close_agent_leg("cancelled").await;
             return;
         }
+        if agent.webrtc_answer.is_some() {
+            self.agent_up().await;
+            return;
+        }
+        let Some(agent_media) = agent.media.as_ref().map(|m| m.id) else {
+            self.note("agent", "sip", json!({ "message": "2xx with an offer we could not answer" }));
+            self.bye_agent().await;
+            self.close_agent_leg("bad_sdp").await;
+            self.next_try = Some(Instant::now());
+            return;
+        };
         let answer = std::str::from_utf8(&response.body).ok().and_then(|b| SessionDescription::parse(b).ok());
         let negotiated = answer.as_ref().and_then(|a| media::sdp::negotiate(a, &SUPPORTED_CODECS));
         let remote = answer.as_ref().and_then(|a| a.audio().and_then(|m| m.remote_addr(a)));
         match (negotiated, remote) {
             (Some(codec), Some(remote)) => {
-                let _ = ctx.media.set_remote(agent.media.id, remote, codec).await;
+                let _ = ctx.media.set_remote(agent_media, remote, codec).await;
                 agent.codec = Some(codec);
             }
             _ => {
@@ -693,9 +739,16 @@ impl Call {
                 return;
             }
         }
+        self.agent_up().await;
+    }
+
+    /// The agent's leg is up with media: note it and connect the call.
+    async fn agent_up(&mut self) {
+        let Some(agent) = self.agent.as_mut() else { return };
         agent.state = AgentState::Up;
+        let webrtc = agent.webrtc_answer.is_some();
         let (agent_id, codec) = (agent.agent, agent.codec);
-        self.note("agent", "sip", json!({ "message": "200 OK", "agent_id": agent_id }));
+        self.note("agent", "sip", json!({ "message": "200 OK", "agent_id": agent_id, "webrtc": webrtc }));
         if let Some(codec) = codec {
             self.note(
                 "agent",
@@ -714,7 +767,8 @@ impl Call {
         let calls = self.calls.clone();
         let ctx = &calls.ctx;
         let Some(agent) = &self.agent else { return };
-        let (a, b, agent_id) = (self.caller.media.id, agent.media.id, agent.agent);
+        let Some(b) = agent.media.as_ref().map(|m| m.id) else { return };
+        let (a, agent_id) = (self.caller.media.id, agent.agent);
         if let Err(e) = ctx.media.bridge(a, b).await {
             tracing::warn!(error = %e, "bridge failed");
         }
@@ -963,45 +1017,54 @@ impl Call {
         let calls = self.calls.clone();
         let ctx = &calls.ctx;
         let caller_media = self.caller.media.id;
+        let caller_codec = self.caller.codec;
         let Some(agent) = self.agent.as_mut() else {
             return Response::for_request(request, StatusCode::CALL_TRANSACTION_DOES_NOT_EXIST);
         };
-        let Some(dialog) = agent.dialog.as_ref() else {
+        let (Some(dialog), Some(agent_media)) = (agent.dialog.as_ref(), agent.media.as_ref()) else {
             return Response::for_request(request, StatusCode::CALL_TRANSACTION_DOES_NOT_EXIST);
         };
         let mut direction = Direction::SendRecv;
-        let mut codec = agent.codec.unwrap_or(self.caller.codec);
+        let mut codec = agent.codec.unwrap_or(caller_codec);
         if !request.body.is_empty() {
             let Some(offer) =
                 std::str::from_utf8(&request.body).ok().and_then(|b| SessionDescription::parse(b).ok())
             else {
                 return dialog.create_response(request, StatusCode::BAD_REQUEST).with_reason("Malformed SDP");
             };
-            let Some(c) = media::sdp::negotiate(&offer, &SUPPORTED_CODECS) else {
-                return dialog.create_response(request, StatusCode::NOT_ACCEPTABLE_HERE);
-            };
-            codec = c;
             let audio = offer.audio();
-            let remote = audio.and_then(|m| m.remote_addr(&offer));
             direction = audio.map_or(Direction::SendRecv, |m| m.direction.answer_to());
-            if let Some(remote) = remote {
-                let _ = ctx.media.set_remote(agent.media.id, remote, codec).await;
-            }
-            agent.codec = Some(codec);
-            let hold = remote.is_none() || matches!(direction, Direction::RecvOnly | Direction::Inactive);
+            let hold = if agent.webrtc_answer.is_some() {
+                // A browser's hold/resume: same ICE and DTLS session, only the direction moves.
+                matches!(direction, Direction::RecvOnly | Direction::Inactive)
+            } else {
+                let Some(c) = media::sdp::negotiate(&offer, &SUPPORTED_CODECS) else {
+                    return dialog.create_response(request, StatusCode::NOT_ACCEPTABLE_HERE);
+                };
+                codec = c;
+                let remote = audio.and_then(|m| m.remote_addr(&offer));
+                if let Some(remote) = remote {
+                    let _ = ctx.media.set_remote(agent_media.id, remote, codec).await;
+                }
+                agent.codec = Some(codec);
+                remote.is_none() || matches!(direction, Direction::RecvOnly | Direction::Inactive)
+            };
             if hold && !agent.on_hold {
                 agent.on_hold = true;
-                let _ = ctx.media.unbridge(caller_media, agent.media.id).await;
                 let _ = ctx.media.play(caller_media, media::Playback::MusicOnHold).await;
             } else if !hold && agent.on_hold {
                 agent.on_hold = false;
-                let _ = ctx.media.bridge(caller_media, agent.media.id).await;
+                let _ = ctx.media.stop_play(caller_media).await;
             }
         }
         let mut response = dialog.create_response(request, StatusCode::OK);
         if !request.body.is_empty() || request.method == Method::Invite {
-            let sdp =
-                media::sdp::answer(rand::random::<u32>().into(), 2, agent.media.local, codec, direction);
+            let sdp = match &agent.webrtc_answer {
+                Some(answer) => with_direction(answer, direction),
+                None => {
+                    media::sdp::answer(rand::random::<u32>().into(), 2, agent_media.local, codec, direction)
+                }
+            };
             response.headers.push(HeaderName::ContentType, "application/sdp");
             response.body = sdp.into_bytes();
         }
@@ -1073,7 +1136,10 @@ impl Call {
     /// Closes the agent leg's media and remembers it for the CDR; frees the agent.
     async fn close_agent_leg(&mut self, outcome: &str) {
         let Some(agent) = self.agent.take() else { return };
-        let stats = self.calls.ctx.media.close_leg(agent.media.id).await.ok();
+        let stats = match &agent.media {
+            Some(m) => self.calls.ctx.media.close_leg(m.id).await.ok(),
+            None => None,
+        };
         if let Some(dialog) = &agent.dialog {
             self.calls.remove_dialog(&dialog.id().call_id, &dialog.id().local_tag);
         } else if let (Ok(call_id), Some(tag)) = (
@@ -1250,6 +1316,24 @@ impl Call {
     fn note(&mut self, leg: &str, kind: &str, detail: Value) {
         self.timeline.push(json!({ "at": Utc::now(), "leg": leg, "kind": kind, "detail": detail }));
     }
+}
+
+/// Our earlier answer with its direction attribute set to `direction` (browser hold/resume).
+fn with_direction(answer: &str, direction: Direction) -> String {
+    let wanted = match direction {
+        Direction::SendRecv => "a=sendrecv",
+        Direction::SendOnly => "a=sendonly",
+        Direction::RecvOnly => "a=recvonly",
+        Direction::Inactive => "a=inactive",
+    };
+    answer
+        .split("\r\n")
+        .map(|line| match line {
+            "a=sendrecv" | "a=sendonly" | "a=recvonly" | "a=inactive" => wanted,
+            other => other,
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
 }
 
 /// Where to send to an agent's binding: its UDP source, or its live stream connection.
