@@ -24,6 +24,9 @@ if (!process.env.WEB_E2E_SIP_PORT) {
     { encoding: 'utf8' },
   ).trim();
 }
+// Where results go (screenshots, server log, traces); another directory keeps two runs on one
+// machine from overwriting each other's artifacts.
+const RESULTS = process.env.WEB_E2E_RESULTS ?? 'test-results';
 export const BASE_URL = `http://127.0.0.1:${process.env.WEB_E2E_PORT}`;
 
 // Debian's chromium, never a downloaded browser. These flags keep it from stalling on the closed
@@ -42,7 +45,7 @@ const CHROMIUM_ARGS = [
 export default defineConfig({
   testDir: 'e2e',
   testMatch: '*.spec.ts',
-  outputDir: 'test-results/artifacts',
+  outputDir: `${RESULTS}/artifacts`,
   globalSetup: './e2e/global-setup.ts',
   workers: 1,
   fullyParallel: false,

@@ -28,10 +28,11 @@ async function waitReady(url: string, child: ChildProcess, deadlineMs: number) {
 export default async function globalSetup() {
   const bin = process.env.WEB_SIVO_BIN ?? join(repo, 'target/debug/sivo');
   if (!existsSync(bin)) throw new Error(`${bin} not found: run \`cargo build --bin sivo\` in ${repo}`);
-  const dist = join(web, 'dist');
+  // WEB_E2E_DIST: test a build made elsewhere (vite build --outDir …) without touching web/dist.
+  const dist = resolve(web, process.env.WEB_E2E_DIST ?? 'dist');
   if (!existsSync(join(dist, 'index.html'))) throw new Error('web/dist is missing: run `npm run build` first');
 
-  const results = join(web, 'test-results');
+  const results = resolve(web, process.env.WEB_E2E_RESULTS ?? 'test-results');
   rmSync(join(results, 'screenshots'), { recursive: true, force: true });
   mkdirSync(join(results, 'screenshots'), { recursive: true });
 
@@ -39,6 +40,9 @@ export default async function globalSetup() {
   if (!port) throw new Error('WEB_E2E_PORT is not set (playwright.config.ts sets it)');
   const url = `http://127.0.0.1:${port}`;
   const dataDir = mkdtempSync(join(tmpdir(), 'sivo-web-e2e-'));
+  // Tests that seed what no UI can create yet (CDRs before calls exist) reach the embedded
+  // PostgreSQL through its socket here; workers inherit the variable.
+  process.env.WEB_E2E_DATA_DIR = dataDir;
   const env = {
     ...process.env,
     SIVO_HTTP__WEB_DIR: dist,

@@ -1,18 +1,31 @@
 import AxeBuilder from '@axe-core/playwright';
 import { expect, type Page } from '@playwright/test';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stepAt, totpAtStep } from './totp';
 
 export const INVALID_CREDENTIALS = 'Invalid credentials. Too many attempts? Try again later.';
 export const SESSION_ENDED = 'Your session ended, please log in again.';
 
-const SHOTS = join(dirname(fileURLToPath(import.meta.url)), '..', 'test-results', 'screenshots');
+const SHOTS = resolve(dirname(fileURLToPath(import.meta.url)), '..', process.env.WEB_E2E_RESULTS ?? 'test-results', 'screenshots');
 
 /** Saves a screenshot for people to look at (web/test-results/screenshots/<name>.png). */
 export async function shot(page: Page, name: string, { fullPage = true } = {}) {
   // Wait for fonts so screenshots show the real typography.
   await page.evaluate(() => document.fonts.ready);
+  const viewport = page.viewportSize();
+  const height = fullPage ? await page.evaluate(() => document.documentElement.scrollHeight) : 0;
+  if (viewport && height > viewport.height) {
+    // A taller viewport rather than Playwright's stitched full page, so the fixed sidebar spans
+    // the whole picture as it would on a taller screen.
+    await page.setViewportSize({ width: viewport.width, height });
+    try {
+      await page.screenshot({ path: join(SHOTS, `${name}.png`), animations: 'disabled' });
+    } finally {
+      await page.setViewportSize(viewport);
+    }
+    return;
+  }
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage, animations: 'disabled' });
 }
 

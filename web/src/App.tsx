@@ -16,6 +16,8 @@ import { WebhooksPage } from './pages/Webhooks';
 import { WebhookEndpointPage } from './pages/WebhookEndpoint';
 import { ProfilePage } from './pages/Profile';
 import { TrunksPage } from './pages/Trunks';
+import { QueueDetailPage, QueuesPage } from './pages/Queues';
+import { CallDetailPage, CdrsPage } from './pages/Cdrs';
 import { NumbersPage } from './pages/Numbers';
 import { AgentDetailPage, AgentsDashboardPage, AgentsSettingsPage } from './pages/Agents';
 import { ForbiddenPage, NotFoundPage } from './pages/NotFound';
@@ -50,15 +52,17 @@ export function App() {
               <Route path="settings" element={<Navigate to="/settings/users" replace />} />
               {(
                 [
-                  '/settings/queues',
                   '/settings/transcription-policies',
                   '/settings/transcription-providers',
                   '/settings/salesforce',
-                  '/cdrs',
                 ] as const
               ).map((path) => (
                 <Route key={path} path={path.slice(1)} element={<Allowed path={path}><ComingSoonPage path={path} /></Allowed>} />
               ))}
+              <Route path="settings/queues" element={<Allowed path="/settings/queues"><QueuesPage /></Allowed>} />
+              <Route path="settings/queues/:id" element={<Allowed path="/settings/queues"><QueueDetailPage /></Allowed>} />
+              <Route path="cdrs" element={<Allowed path="/cdrs"><CdrsPage /></Allowed>} />
+              <Route path="cdrs/:id" element={<Allowed path="/cdrs"><CallDetailPage /></Allowed>} />
               <Route path="settings/sip-trunks" element={<Allowed path="/settings/sip-trunks"><TrunksPage /></Allowed>} />
               <Route path="settings/numbers" element={<Allowed path="/settings/numbers"><NumbersPage /></Allowed>} />
               <Route path="settings/agents" element={<Allowed path="/settings/agents"><AgentsSettingsPage /></Allowed>} />

@@ -15,7 +15,7 @@ export type AuditEntry = Schemas['AuditOut'];
 export type TotpEnroll = Schemas['TotpEnrollOut'];
 export type TotpConfirm = Schemas['TotpConfirmOut'];
 
-type Method = 'get' | 'post' | 'patch' | 'delete';
+type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 type Op<P extends keyof paths, M extends Method> = NonNullable<paths[P][M]>;
 /** The paths that have an operation for method M. */
 export type PathsFor<M extends Method> = {
@@ -132,6 +132,7 @@ function method<M extends Method>(m: M) {
 export const api = {
   get: method('get'),
   post: method('post'),
+  put: method('put'),
   patch: method('patch'),
   delete: method('delete'),
 };

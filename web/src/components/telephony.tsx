@@ -1,5 +1,6 @@
 import type { ReactNode } from 'react';
 import { registrationView, type Registration } from '../lib/agents';
+import { statusView, type AgentStatus } from '../lib/agentStatus';
 import { formatDateTime } from '../lib/format';
 import { heldFor, sinceLabel, trunkStatusView, type Trunk } from '../lib/trunks';
 import { Badge } from './ui';
@@ -60,6 +61,20 @@ export function CidrChips({ cidrs, max = 3, empty }: { cidrs: string[]; max?: nu
           +{rest} more<span className="sr-only">: {cidrs.slice(max).join(', ')}</span>
         </span>
       )}
+    </span>
+  );
+}
+
+/** Available / On call / On break (reason) / Logged out. */
+export function AgentStatusBadge({ status, reason }: { status?: AgentStatus | null; reason?: string | null }) {
+  const v = statusView(status, reason);
+  return (
+    <span className="agent-status" title={v.text}>
+      <Badge tone={v.tone}>
+        <span className={`status-dot status-dot-${v.tone}`} aria-hidden="true" />
+        {v.label}
+      </Badge>
+      {status === 'on_break' && reason && <span className="cell-secondary">{reason}</span>}
     </span>
   );
 }

@@ -33,7 +33,7 @@ export const NAV: readonly NavSection[] = [
   {
     label: 'Settings',
     items: [
-      { label: 'Queues', path: '/settings/queues', roles: ADMIN, comingSoon: true },
+      { label: 'Queues', path: '/settings/queues', roles: ADMIN },
       { label: 'SIP trunks', path: '/settings/sip-trunks', roles: ADMIN },
       { label: 'Numbers (DIDs)', path: '/settings/numbers', roles: ADMIN },
       { label: 'Agents', path: '/settings/agents', roles: ADMIN },
@@ -57,7 +57,7 @@ export const NAV: readonly NavSection[] = [
   {
     label: 'Reports',
     items: [
-      { label: 'CDRs', path: '/cdrs', roles: SUPERVISION, comingSoon: true },
+      { label: 'CDRs', path: '/cdrs', roles: SUPERVISION },
       { label: 'Audit', path: '/audit', roles: AUDIT },
     ],
   },

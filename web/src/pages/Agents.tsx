@@ -4,10 +4,13 @@ import { api } from '../api/client';
 import { describeError } from '../api/problem';
 import { useMe } from '../auth/session';
 import { ConfirmDialog } from '../components/Dialog';
-import { RegistrationIndicator } from '../components/telephony';
+import { StatusSelector } from '../components/StatusSelector';
+import { AgentStatusBadge, RegistrationIndicator } from '../components/telephony';
 import { Badge, Button, CopyButton, EmptyState, ErrorState, PageHeader, Pager, Spinner } from '../components/ui';
 import { accountView, agentName, credentialsText, registrationView, sortAgents, TRANSPORT_LABELS, type Agent, type SipCredentials } from '../lib/agents';
+import { canTakeCalls, statusRank } from '../lib/agentStatus';
 import { formatDateTime, formatRelative, ROLE_LABELS } from '../lib/format';
+import { listAll } from '../lib/listAll';
 import { trailFor } from '../lib/nav';
 import { useApi } from '../lib/useApi';
 import { useCursorPages } from '../lib/useCursorPages';
@@ -20,6 +23,7 @@ const PAGE_SIZE = 100;
 export function AgentsSettingsPage() {
   const pages = useCursorPages('agents');
   const list = useApi((signal) => api.get('/api/v1/agents', { query: { cursor: pages.cursor, limit: PAGE_SIZE }, signal }), pages.cursor ?? '');
+  const queueNames = useQueueNames();
   usePolling(list.reload, 10_000);
   const now = useNow();
 
@@ -48,7 +52,8 @@ export function AgentsSettingsPage() {
                   <th scope="col">Agent</th>
                   <th scope="col">Extension</th>
                   <th scope="col">SIP registration</th>
-                  <th scope="col">Account</th>
+                  <th scope="col">Status</th>
+                  <th scope="col">Queues</th>
                   <th scope="col">
                     <span className="sr-only">Actions</span>
                   </th>
@@ -68,8 +73,11 @@ export function AgentsSettingsPage() {
                       <td data-label="SIP registration" data-testid="agent-registration">
                         <RegistrationIndicator registration={a.registration} now={now} />
                       </td>
-                      <td data-label="Account">
-                        <Badge tone={account.tone}>{account.label}</Badge>
+                      <td data-label="Status">
+                        {a.disabled ? <Badge tone={account.tone}>{account.label}</Badge> : <AgentStatusBadge status={a.status} reason={a.pause_reason} />}
+                      </td>
+                      <td data-label="Queues">
+                        <QueueList ids={a.queue_ids} names={queueNames} />
                       </td>
                       <td className="cell-actions">
                         <Link className="btn btn-secondary btn-sm" to={a.id} aria-label={`Open ${agentName(a)}`}>
@@ -94,6 +102,27 @@ export function AgentsSettingsPage() {
         />
       </div>
     </>
+  );
+}
+
+/** Queue id → name, for the queue columns (every tenant user may list queues). */
+function useQueueNames(): Map<string, string> | undefined {
+  const queues = useApi((signal) => listAll((cursor) => api.get('/api/v1/queues', { query: { cursor, limit: 200 }, signal })), 'queue-names');
+  return queues.data ? new Map(queues.data.map((q) => [q.id, q.name])) : undefined;
+}
+
+function QueueList({ ids, names }: { ids: string[]; names?: Map<string, string> }) {
+  if (ids.length === 0) return <span className="muted">None</span>;
+  if (!names) return <span className="muted">…</span>;
+  const list = ids.map((id) => names.get(id) ?? 'Unknown queue').sort();
+  return (
+    <span className="chip-list">
+      {list.map((n, i) => (
+        <span key={`${n}-${i}`} className="queue-chip">
+          {n}
+        </span>
+      ))}
+    </span>
   );
 }
 
@@ -124,17 +153,22 @@ export function AgentsDashboardPage() {
 function AgentsBoard() {
   const list = useApi((signal) => api.get('/api/v1/agents', { query: { limit: 200 }, signal }), 'board');
   usePolling(list.reload, 10_000);
+  const queueNames = useQueueNames();
   const now = useNow();
-  const agents = list.data ? sortAgents(list.data.items) : [];
+  const agents = list.data
+    ? [...sortAgents(list.data.items)].sort((a, b) => Number(a.disabled) - Number(b.disabled) || statusRank(a.status) - statusRank(b.status))
+    : [];
   const active = agents.filter((a) => !a.disabled);
   const registered = active.filter((a) => a.registration.state === 'green').length;
+  const count = (s: string) => active.filter((a) => a.status === s).length;
+  const ready = active.filter(canTakeCalls).length;
 
   return (
     <>
       <PageHeader
         title="Agents"
         trail={trailFor('/dashboard/agents')}
-        description="Who can take calls right now: an agent needs a registered phone (green) to be reached. Updated every 10 seconds."
+        description="Who can take calls right now: an agent is offered calls when Available with a registered phone (green). Updated every 10 seconds."
       />
       {list.error && !list.data ? (
         <ErrorState error={list.error} onRetry={list.reload} />
@@ -147,9 +181,11 @@ function AgentsBoard() {
       ) : (
         <>
           <div className="stat-row" role="group" aria-label="Summary">
-            <Stat label="Registered" value={registered} tone="success" />
-            <Stat label="Not registered" value={active.length - registered} tone="danger" />
-            <Stat label="Agents" value={active.length} />
+            <Stat label="Ready for calls" value={ready} tone="success" />
+            <Stat label="On call" value={count('on_call')} tone="accent" />
+            <Stat label="On break" value={count('on_break')} tone="warning" />
+            <Stat label="Logged out" value={count('logged_out')} />
+            <Stat label="Phones registered" value={registered} detail={`of ${active.length}`} />
           </div>
           <ul className="agent-grid" aria-label="Agents">
             {agents.map((a) => {
@@ -170,9 +206,15 @@ function AgentsBoard() {
                     </span>
                   </div>
                   <div className="agent-card-status">
+                    {a.disabled ? <Badge tone="danger">Disabled</Badge> : <AgentStatusBadge status={a.status} reason={a.pause_reason} />}
                     <RegistrationIndicator registration={a.registration} now={now} />
-                    {a.disabled && <Badge tone="danger">Disabled</Badge>}
                   </div>
+                  {a.queue_ids.length > 0 && (
+                    <div className="agent-card-queues">
+                      <span className="sr-only">Queues: </span>
+                      <QueueList ids={a.queue_ids} names={queueNames} />
+                    </div>
+                  )}
                 </li>
               );
             })}
@@ -183,10 +225,13 @@ function AgentsBoard() {
   );
 }
 
-function Stat({ label, value, tone }: { label: string; value: number; tone?: 'success' | 'danger' }) {
+function Stat({ label, value, tone, detail }: { label: string; value: number; tone?: 'success' | 'danger' | 'warning' | 'accent'; detail?: string }) {
   return (
     <div className={`stat${tone ? ` stat-${tone}` : ''}`}>
-      <span className="stat-value">{value}</span>
+      <span className="stat-value">
+        {value}
+        {detail && <span className="stat-detail"> {detail}</span>}
+      </span>
       <span className="stat-label">{label}</span>
     </div>
   );
@@ -202,8 +247,10 @@ export function AgentDetailPage({ base }: { base: string }) {
 function AgentDetail({ id, base, self = false }: { id: string; base: string; self?: boolean }) {
   const me = useMe();
   const agent = useApi((signal) => api.get('/api/v1/agents/{id}', { path: { id }, signal }), id);
+  const queueNames = useQueueNames();
   usePolling(agent.reload, 10_000);
   const now = useNow();
+  const [flash, setFlash] = useState<string | null>(null);
   const canSeeCredentials = self || me.role === 'admin';
   const backLabel = base === '/settings/agents' ? '← All agents' : '← Agents dashboard';
   const showBack = !(self && me.role === 'agent');
@@ -239,10 +286,45 @@ function AgentDetail({ id, base, self = false }: { id: string; base: string; sel
         trail={trail}
         description={
           self && me.role === 'agent'
-            ? 'Your SIP registration and the credentials for a desk phone or another SIP app.'
+            ? 'Your availability for calls, your SIP registration, and the credentials for a desk phone or another SIP app.'
             : `${a.email} · ${ROLE_LABELS[a.role] ?? a.role}`
         }
       />
+      <div role="status" aria-live="polite" className={flash ? 'alert alert-success' : 'sr-only'}>
+        {flash}
+      </div>
+      <section className="panel availability" aria-labelledby="agent-availability">
+        <div className="availability-now">
+          <h2 id="agent-availability" className="section-title">
+            Availability
+          </h2>
+          <div className="availability-badge" data-testid="agent-status">
+            {a.disabled ? <Badge tone="danger">Disabled</Badge> : <AgentStatusBadge status={a.status} reason={a.pause_reason} />}
+          </div>
+          <p className="muted small">
+            {a.disabled
+              ? 'This account is disabled: it takes no calls.'
+              : canTakeCalls(a)
+                ? 'Queues offer calls to this agent.'
+                : a.status === 'available'
+                  ? 'Available, but no phone is registered: calls cannot reach this agent.'
+                  : 'Queues do not offer calls to this agent now.'}
+          </p>
+        </div>
+        {!a.disabled && (
+          <StatusSelector
+            key={`${a.status}|${a.pause_reason ?? ''}`}
+            agentId={a.id}
+            status={a.status}
+            reason={a.pause_reason}
+            self={self}
+            onChanged={(message) => {
+              setFlash(message);
+              agent.reload();
+            }}
+          />
+        )}
+      </section>
       <div className="grid-2">
         <section className="panel" aria-labelledby="agent-registration">
           <h2 id="agent-registration" className="section-title">
@@ -289,6 +371,10 @@ function AgentDetail({ id, base, self = false }: { id: string; base: string; sel
             <dd>{a.extension ? <span className="mono">{a.extension}</span> : <span className="muted">Not issued yet</span>}</dd>
             <dt>SIP domain</dt>
             <dd className="mono">{a.sip_domain}</dd>
+            <dt>Queues</dt>
+            <dd>
+              <QueueList ids={a.queue_ids} names={queueNames} />
+            </dd>
             <dt>Account</dt>
             <dd>
               <Badge tone={account.tone}>{account.label}</Badge>

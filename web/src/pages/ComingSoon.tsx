@@ -3,11 +3,9 @@ import { findNavItem, trailFor } from '../lib/nav';
 
 /** What each not-yet-built area will hold; said plainly, with no placeholder data. */
 const ABOUT: Record<string, { what: string; subject: string }> = {
-  '/settings/queues': { subject: 'Queues are', what: 'queue members, ring strategies, skills, business hours and overflow.' },
   '/settings/transcription-policies': { subject: 'Transcription policies are', what: 'when calls are transcribed: globally, per DID, per queue or per agent.' },
   '/settings/transcription-providers': { subject: 'Transcription providers are', what: 'speech-to-text providers and their API keys, with a test button.' },
   '/settings/salesforce': { subject: 'The Salesforce integration is', what: 'the Service Cloud Voice connection, user mappings and transcript pushes.' },
-  '/cdrs': { subject: 'Call detail records are', what: 'every call with its legs and the “Technical” timeline.' },
 };
 
 export function ComingSoonPage({ path }: { path: string }) {

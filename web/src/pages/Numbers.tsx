@@ -22,6 +22,7 @@ import { DESTINATION_LABELS, didBody, didPatch, didToForm, normalizeNumber, vali
 import { formatDateTime, formatRelative } from '../lib/format';
 import { listAll } from '../lib/listAll';
 import { trailFor } from '../lib/nav';
+import type { Queue } from '../lib/queues';
 import { formatCarrier, trunkStatusView, type Trunk } from '../lib/trunks';
 import { useApi } from '../lib/useApi';
 import { useCursorPages } from '../lib/useCursorPages';
@@ -31,6 +32,7 @@ const PAGE_SIZE = 50;
 interface Lookups {
   trunks: Trunk[];
   agents: Agent[];
+  queues: Queue[];
 }
 
 export function NumbersPage() {
@@ -38,11 +40,12 @@ export function NumbersPage() {
   const list = useApi((signal) => api.get('/api/v1/dids', { query: { cursor: pages.cursor, limit: PAGE_SIZE }, signal }), pages.cursor ?? '');
   const lookups = useApi<Lookups>(
     async (signal) => {
-      const [trunks, agents] = await Promise.all([
+      const [trunks, agents, queues] = await Promise.all([
         listAll((cursor) => api.get('/api/v1/trunks', { query: { cursor, limit: 200 }, signal })),
         listAll((cursor) => api.get('/api/v1/agents', { query: { cursor, limit: 200 }, signal })),
+        listAll((cursor) => api.get('/api/v1/queues', { query: { cursor, limit: 200 }, signal })),
       ]);
-      return { trunks, agents };
+      return { trunks, agents, queues };
     },
     'lookups',
   );
@@ -51,6 +54,7 @@ export function NumbersPage() {
 
   const trunkById = new Map(lookups.data?.trunks.map((t) => [t.id, t]));
   const agentById = new Map(lookups.data?.agents.map((a) => [a.id, a]));
+  const queueById = new Map(lookups.data?.queues.map((q) => [q.id, q]));
   const noTrunks = lookups.data && lookups.data.trunks.length === 0;
 
   const done = (message: string) => {
@@ -124,7 +128,11 @@ export function NumbersPage() {
                         {trunk ? <TrunkCell trunk={trunk} /> : <span className="muted">{lookups.data ? 'Unknown trunk' : '…'}</span>}
                       </td>
                       <td data-label="Destination">
-                        <Destination did={d} agent={d.destination_id ? agentById.get(d.destination_id) : undefined} />
+                        <Destination
+                          did={d}
+                          agent={d.destination_id ? agentById.get(d.destination_id) : undefined}
+                          queue={d.destination_id ? queueById.get(d.destination_id) : undefined}
+                        />
                       </td>
                       <td data-label="Updated">
                         <time dateTime={d.updated_at} title={formatDateTime(d.updated_at)}>
@@ -176,7 +184,7 @@ function TrunkCell({ trunk }: { trunk: Trunk }) {
   );
 }
 
-function Destination({ did, agent }: { did: Did; agent?: Agent }) {
+function Destination({ did, agent, queue }: { did: Did; agent?: Agent; queue?: Queue }) {
   if (did.destination_type === 'none') return <span className="muted">Not routed</span>;
   if (did.destination_type === 'agent') {
     return (
@@ -186,6 +194,14 @@ function Destination({ did, agent }: { did: Did; agent?: Agent }) {
           {agent?.extension && <span className="muted"> · ext. {agent.extension}</span>}
         </span>
         {agent ? <RegistrationIndicator registration={agent.registration} detail={false} /> : null}
+      </span>
+    );
+  }
+  if (did.destination_type === 'queue') {
+    return (
+      <span>
+        <span className="cell-primary">{queue ? <Link to={`/settings/queues/${queue.id}`}>{queue.name}</Link> : 'Unknown queue'}</span>
+        <span className="cell-secondary">Queue</span>
       </span>
     );
   }
@@ -214,8 +230,8 @@ function NumberDialog({ did, lookups, onClose, onDone }: { did?: Did; lookups: L
     setErrors((e) => (k in e ? Object.fromEntries(Object.entries(e).filter(([f]) => f !== k)) : e));
   };
   const normalized = normalizeNumber(form.number);
-  // Queues and flows become destinations when call routing ships; an existing one stays editable.
-  const available = (t: DestinationType) => t === 'none' || t === 'agent' || did?.destination_type === t;
+  // Flows become destinations when IVR ships; an existing one stays editable.
+  const available = (t: DestinationType) => t !== 'flow' || did?.destination_type === 'flow';
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
@@ -302,9 +318,7 @@ function NumberDialog({ did, lookups, onClose, onDone }: { did?: Did; lookups: L
           >
             <option value="none">Not routed</option>
             <option value="agent">An agent</option>
-            <option value="queue" disabled={!available('queue')}>
-              A queue{available('queue') ? '' : ' (when queues are available)'}
-            </option>
+            <option value="queue">A queue</option>
             <option value="flow" disabled={!available('flow')}>
               A flow{available('flow') ? '' : ' (coming soon)'}
             </option>
@@ -328,8 +342,25 @@ function NumberDialog({ did, lookups, onClose, onDone }: { did?: Did; lookups: L
               ))}
             </SelectField>
           )}
-          {(form.destination_type === 'queue' || form.destination_type === 'flow') && (
-            <TextField label={`${DESTINATION_LABELS[form.destination_type]} id`} name="destination_id" className="input mono" value={form.destination_id} readOnly error={errors.destination_id} />
+          {form.destination_type === 'queue' && (
+            <SelectField
+              label="Queue"
+              name="destination_id"
+              value={form.destination_id}
+              onChange={(e) => set('destination_id', e.target.value)}
+              error={errors.destination_id}
+              hint={lookups.queues.length === 0 ? 'No queues yet: add one under Settings → Queues.' : 'Callers wait in this queue for its members.'}
+            >
+              <option value="">Choose a queue…</option>
+              {lookups.queues.map((q) => (
+                <option key={q.id} value={q.id}>
+                  {q.name}
+                </option>
+              ))}
+            </SelectField>
+          )}
+          {form.destination_type === 'flow' && (
+            <TextField label="Flow id" name="destination_id" className="input mono" value={form.destination_id} readOnly error={errors.destination_id} />
           )}
           <footer className="dialog-footer">
             <Button onClick={onClose} disabled={busy}>
