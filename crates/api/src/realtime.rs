@@ -4,8 +4,9 @@
 //!   an API key, exactly as the REST API accepts them (the same [`Principal`] extractor runs on
 //!   the handshake request); without `auth.token` the request's own `Authorization` header or
 //!   session cookie counts, so the web app (whose session is an HttpOnly cookie) needs no token in
-//!   script. A refused handshake gets a `connect_error` whose `message` is `"<code>: <detail>"`
-//!   with the REST API's problem code (`session_expired`, `session_invalid`, `unauthorized`…).
+//!   script (a cookie-only handshake must come from the same origin). A refused handshake gets
+//!   a `connect_error` whose `message` is `"<code>: <detail>"` with the REST API's problem code
+//!   (`session_expired`, `session_invalid`, `unauthorized`, `forbidden`…).
 //!   Every socket joins its tenant's room; platform users (no tenant) join none and hear nothing.
 //!   Every [`REVALIDATE_EVERY`], open sockets whose session ended (logout, expiry, disabled user)
 //!   or whose API key was revoked get a `session_ended` event and are disconnected.
@@ -155,6 +156,10 @@ async fn admit(state: &Weak<Inner>, s: &SocketRef, token: Option<String>) -> Res
         let value = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| Refused(ApiError::unauthorized("the token is malformed")))?;
         parts.headers.insert(header::AUTHORIZATION, value);
+    } else if !parts.headers.contains_key(header::AUTHORIZATION) && !same_origin(&parts.headers) {
+        // Only the cookie would authenticate: never for another site's page (cross-site
+        // WebSocket hijacking), whatever the cookie's SameSite attribute.
+        return Err(Refused(ApiError::forbidden("cross-origin connections must send auth.token")));
     }
     let principal = Principal::from_request_parts(&mut parts, &state).await.map_err(Refused)?;
     // Present: the extractor just accepted it.
@@ -167,6 +172,16 @@ async fn admit(state: &Weak<Inner>, s: &SocketRef, token: Option<String>) -> Res
     };
     s.extensions.insert(Admitted { tenant: principal.tenant, credential });
     Ok(())
+}
+
+/// False when the request names an `Origin` other than the `Host` it was sent to. Browsers send
+/// `Origin` on every WebSocket handshake and on cross-origin requests.
+fn same_origin(headers: &http::HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else { return true };
+    let origin = origin.to_str().unwrap_or_default();
+    let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest.trim_end_matches('/'));
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    !origin_host.is_empty() && origin_host.eq_ignore_ascii_case(host)
 }
 
 async fn on_connect(s: SocketRef) {

@@ -126,7 +126,7 @@ impl Server {
     }
 
     async fn connect(&self, auth: Option<Value>) -> Result<Client, String> {
-        Client::connect(self.addr, auth, None).await
+        Client::connect(self.addr, auth, &[]).await
     }
 
     async fn shutdown(self) {
@@ -154,11 +154,17 @@ struct Client {
 impl Client {
     /// Opens the Engine.IO session and connects to `/` with `auth`; `Err` carries the
     /// `connect_error` message.
-    async fn connect(addr: SocketAddr, auth: Option<Value>, cookie: Option<&str>) -> Result<Self, String> {
+    async fn connect(
+        addr: SocketAddr,
+        auth: Option<Value>,
+        headers: &[(&str, String)],
+    ) -> Result<Self, String> {
         let mut request =
             format!("ws://{addr}/socket.io/?EIO=4&transport=websocket").into_client_request().unwrap();
-        if let Some(cookie) = cookie {
-            request.headers_mut().insert("cookie", cookie.parse().unwrap());
+        for (name, value) in headers {
+            request
+                .headers_mut()
+                .insert(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
         }
         let (ws, _) = tokio_tungstenite::connect_async(request).await.expect("WebSocket upgrade");
         let mut client = Self { ws };
@@ -312,11 +318,19 @@ async fn bad_missing_and_ended_credentials_are_refused() {
     let refused = server.connect(Some(json!({"token": token}))).await.err().expect("refused after logout");
     assert_eq!(refused, "session_invalid: session is invalid or has ended; log in again");
 
-    // The session cookie counts when the handshake carries no token (the web app's case).
+    // The session cookie counts when the handshake carries no token (the web app's case), but
+    // not from another site's page.
     let token = server.login("sup@acme.example").await;
-    let mut by_cookie = Client::connect(server.addr, None, Some(&format!("sivo_session={token}")))
-        .await
-        .expect("admitted by cookie");
+    let cookie = ("cookie", format!("sivo_session={token}"));
+    let refused =
+        Client::connect(server.addr, None, &[cookie.clone(), ("origin", "https://evil.example".into())])
+            .await
+            .err()
+            .expect("cross-origin cookie refused");
+    assert!(refused.starts_with("forbidden:"), "{refused}");
+    let same_origin = ("origin", format!("http://{}", server.addr));
+    let mut by_cookie =
+        Client::connect(server.addr, None, &[cookie, same_origin]).await.expect("admitted by cookie");
     let event = paused(acme, "coffee");
     server.enqueue(&event, true).await;
     assert_eq!(by_cookie.event().await["id"], event.id.as_uuid().to_string());
