@@ -86,6 +86,8 @@ pub struct Inner {
     pub clock: Arc<dyn Clock>,
     pub config: ApiConfig,
     pub realtime: realtime::Hub,
+    /// The B2BUA's live calls, once the SIP service runs in this process.
+    pub calls: std::sync::OnceLock<telephony::CallsHandle>,
     metrics: metrics::Metrics,
     /// Verified against when the e-mail is unknown, so unknown users cost the same time.
     dummy_password_hash: String,
@@ -107,6 +109,7 @@ impl AppState {
             clock,
             config,
             realtime: realtime::Hub::new(),
+            calls: std::sync::OnceLock::new(),
             metrics: metrics::Metrics::new(),
             dummy_password_hash,
         }))

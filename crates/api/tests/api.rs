@@ -564,6 +564,8 @@ async fn other_tenants_resources_answer_404_on_every_id_route() {
             json!({"status": "available"})
         } else if path.ends_with("/members") {
             json!({"user_id": b_user})
+        } else if path.ends_with("/transfer") {
+            json!({"extension": "1000"})
         } else {
             json!({})
         }

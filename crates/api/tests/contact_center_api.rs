@@ -224,11 +224,15 @@ async fn queues_crud_with_members_validation_roles_and_audit() {
             app.post(&format!("/api/v1/queues/{sales_id}/members"), token, json!({"user_id": agent})).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
     }
+    // Two pages of one hold both queues (created at the same manual-clock instant: their
+    // order is by id).
     let (_, page) = app.get("/api/v1/queues?limit=1", &admin).await;
-    assert_eq!(page["items"][0]["name"], "Sales");
+    let first = page["items"][0]["name"].as_str().unwrap().to_owned();
     let cursor = page["next_cursor"].as_str().unwrap();
     let (_, page) = app.get(&format!("/api/v1/queues?limit=1&cursor={cursor}"), &admin).await;
-    assert_eq!(page["items"][0]["name"], "Support");
+    let mut names = [first, page["items"][0]["name"].as_str().unwrap().to_owned()];
+    names.sort();
+    assert_eq!(names, ["Sales".to_owned(), "Support".to_owned()]);
     assert_eq!(page["next_cursor"], Value::Null);
 
     // Members: agents and supervisors of this tenant only.
@@ -245,9 +249,13 @@ async fn queues_crud_with_members_validation_roles_and_audit() {
     }
     let (status, list) = app.get(&members, &agent_token).await;
     assert_eq!(status, StatusCode::OK);
-    let ids: Vec<&str> =
+    // Both were added at the same (manual) clock instant: the order between them is by id.
+    let mut ids: Vec<&str> =
         list["items"].as_array().unwrap().iter().map(|m| m["user_id"].as_str().unwrap()).collect();
-    assert_eq!(ids, [agent.to_string(), sup.to_string()]);
+    ids.sort_unstable();
+    let mut expected = [agent.to_string(), sup.to_string()];
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
     let (_, me) = app.get(&format!("/api/v1/agents/{agent}"), &agent_token).await;
     assert_eq!(me["queue_ids"], json!([sales_id]));
     assert_eq!(me["status"], "logged_out");

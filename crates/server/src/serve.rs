@@ -54,6 +54,9 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         None
     };
     let sip = start_sip(&config, &database.db, &vault).await?;
+    if let Some(sip) = &sip {
+        let _ = state.calls.set(sip.calls());
+    }
     announce(&config, &database.db, local).await;
 
     let Database { db, embedded } = database;

@@ -35,7 +35,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use crate::calls::{CallConfig, Control, LiveCall};
+pub use crate::calls::{CallConfig, Control, LiveCall, TransferTarget};
 pub use crate::core::Outcome;
 pub use crate::guard::GuardConfig;
 pub use crate::recordings::RecordingUrls;
@@ -106,8 +106,13 @@ impl CallsHandle {
         self.0.live(tenant)
     }
 
-    /// Gives a live call of `tenant` an order; `false` if no such call is here.
-    pub fn control(&self, tenant: domain::TenantId, call: domain::CallId, order: Control) -> bool {
+    /// Gives a live call of `tenant` an order; the order comes back if no such call is here.
+    pub fn control(
+        &self,
+        tenant: domain::TenantId,
+        call: domain::CallId,
+        order: Control,
+    ) -> Result<(), Control> {
         self.0.control(tenant, call, order)
     }
 }

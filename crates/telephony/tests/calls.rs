@@ -370,3 +370,111 @@ async fn caller_cancelling_while_the_agent_rings() {
     assert!(phone.wait_success(Duration::from_secs(10)), "the agent's phone was not cancelled");
     s.server.shutdown().await;
 }
+
+/// Waits until the tenant's live call is answered by `agent`; returns its id.
+async fn answered_by(s: &Setup, agent: UserId) -> domain::CallId {
+    for _ in 0..100 {
+        if let Some(call) = s.server.calls().live(s.tenant).into_iter().find(|c| c.agent_id == Some(agent)) {
+            return call.id;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the call was not answered by {agent}");
+}
+
+async fn transfer(s: &Setup, call: domain::CallId, extension: &str) -> Result<(), String> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let order = telephony::Control::Transfer {
+        target: telephony::TransferTarget::Extension(extension.to_owned()),
+        by: db::audit::Actor::system(),
+        reply,
+    };
+    assert!(s.server.calls().control(s.tenant, call, order).is_ok(), "no such live call");
+    answer.await.unwrap()
+}
+
+#[tokio::test]
+async fn blind_transfer_to_an_extension_and_to_an_unavailable_one_keeps_the_call() {
+    let s = setup(20).await;
+    let first = agent(&s, "first@acme.example").await;
+    let second = agent(&s, "second@acme.example").await;
+    let absent = agent(&s, "absent@acme.example").await;
+    // The first agent takes the call (longest idle).
+    let mut tx = s.db.db.tenant_tx(s.tenant).await.unwrap();
+    sqlx::query("update agent_states set idle_since = now() - interval '1 hour' where user_id = $1")
+        .bind(first.id.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let (first_port, second_port) = (common::free_udp_port("127.0.0.1"), common::free_udp_port("127.0.0.1"));
+    register(&s, &first, first_port).await;
+    let _first_phone = phone("agent_answer.xml", first_port);
+    let carrier = tokio::spawn({
+        let addr = s.server.udp_addr();
+        async move {
+            let text = std::fs::read_to_string(format!(
+                "{}/tests/sipp/carrier_call.xml",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
+            .replace("PAUSE", "6000");
+            let path = common::work_dir().join(format!("{}-transfer.xml", Uuid::new_v4().simple()));
+            std::fs::write(&path, text).unwrap();
+            common::run(vec![
+                addr.to_string(),
+                "-sf".into(),
+                path.display().to_string(),
+                "-s".into(),
+                DID.into(),
+                "-i".into(),
+                "127.0.0.2".into(),
+                "-p".into(),
+                common::free_udp_port("127.0.0.2").to_string(),
+                "-mp".into(),
+                common::free_udp_port("127.0.0.2").to_string(),
+                "-m".into(),
+                "1".into(),
+                "-timeout".into(),
+                "60s".into(),
+                "-timeout_error".into(),
+            ])
+            .await
+        }
+    });
+    let call = answered_by(&s, first.id).await;
+    // Not registered: refused, and the call stays with the first agent.
+    let refused = transfer(&s, call, &absent.extension).await;
+    assert!(refused.as_ref().is_err_and(|r| r.contains("not registered")), "{refused:?}");
+    assert!(transfer(&s, call, "9999").await.is_err_and(|r| r.contains("does not exist")));
+    assert_eq!(s.server.calls().live(s.tenant)[0].agent_id, Some(first.id));
+    // The second agent, registered and available, gets it.
+    register(&s, &second, second_port).await;
+    let _second_phone = phone("agent_answer.xml", second_port);
+    transfer(&s, call, &second.extension).await.unwrap();
+    answered_by(&s, second.id).await;
+    assert!(carrier.await.unwrap(), "the carrier's call failed");
+
+    let cdr = ended_call(&s).await;
+    assert_eq!(cdr["agent_id"], serde_json::json!(second.id), "{cdr}");
+    let transfers = cdr["transfers"].as_array().unwrap();
+    let outcomes: Vec<bool> = transfers.iter().map(|t| t["succeeded"].as_bool().unwrap()).collect();
+    assert_eq!(outcomes, vec![false, false, true], "{transfers:?}");
+    assert!(transfers[0]["failure_reason"].as_str().unwrap().contains("not registered"));
+    let legs = cdr["legs"].as_array().unwrap();
+    let agent_outcomes: Vec<&str> =
+        legs.iter().filter(|l| l["leg"] == "agent").map(|l| l["outcome"].as_str().unwrap()).collect();
+    assert_eq!(agent_outcomes, vec!["transferred", "completed"]);
+    let types = event_types(&s).await;
+    assert_eq!(types.iter().filter(|t| *t == "call.transferred").count(), 3, "{types:?}");
+    // The failure is in the audit log, findable as event=transfer.
+    let mut tx = s.db.db.tenant_tx(s.tenant).await.unwrap();
+    let failed: i64 =
+        sqlx::query_scalar("select count(*) from audit_log where action = 'call.transfer.failed'")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(failed, 2);
+    s.server.shutdown().await;
+}

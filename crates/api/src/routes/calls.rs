@@ -25,6 +25,8 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_calls))
         .routes(routes!(get_call))
+        .routes(routes!(hangup_call))
+        .routes(routes!(transfer_call))
         .routes(routes!(list_cdrs))
         .routes(routes!(get_cdr))
 }
@@ -114,6 +116,89 @@ async fn get_call(
     let row = db::calls::get_call(&mut tx, id).await?;
     commit(tx).await?;
     Ok(Json(call_out(row, state.clock.now())))
+}
+
+fn live_calls(state: &AppState) -> ApiResult<&telephony::CallsHandle> {
+    state.calls.get().ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "sip_disabled",
+            "the SIP service does not run in this process (sip.enabled = false)",
+        )
+    })
+}
+
+/// Hangs up a call in progress (both sides get BYE; the CDR says `api_hangup`).
+#[utoipa::path(post, path = "/api/v1/calls/{id}/hangup", tag = "calls", security(("bearer" = [])), params(("id" = CallId, Path)),
+    responses((status = 204), (status = 404, body = crate::error::Problem)))]
+async fn hangup_call(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<CallId>,
+) -> ApiResult<axum::http::StatusCode> {
+    principal.require(Role::Supervisor)?;
+    let tenant = principal.tenant()?;
+    let mut tx = state.db.tenant_tx(tenant).await?;
+    let row = db::calls::get_call(&mut tx, id).await?;
+    commit(tx).await?;
+    if row.ended_at.is_some() {
+        return Err(ApiError::conflict("call_ended", "the call has already ended"));
+    }
+    let calls = live_calls(&state)?;
+    calls.control(tenant, id, telephony::Control::Hangup).map_err(|_| ApiError::not_found())?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// Where to send the caller: exactly one of `extension` and `queue_id`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TransferIn {
+    /// An agent's extension in this tenant.
+    extension: Option<String>,
+    queue_id: Option<QueueId>,
+}
+
+/// Blind transfer of an answered call away from its agent. If the destination cannot take
+/// the call (unknown, unregistered, not available), the call stays with its agent, the answer
+/// is 409 `transfer_failed` with the reason, and the reason is in the CDR's transfers and the
+/// audit log (`event=transfer`).
+#[utoipa::path(post, path = "/api/v1/calls/{id}/transfer", tag = "calls", security(("bearer" = [])), params(("id" = CallId, Path)),
+    request_body = TransferIn,
+    responses((status = 204), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+async fn transfer_call(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<CallId>,
+    Json(body): Json<TransferIn>,
+) -> ApiResult<axum::http::StatusCode> {
+    let tenant = principal.tenant()?;
+    let target = match (body.extension, body.queue_id) {
+        (Some(ext), None) if !ext.trim().is_empty() && ext.len() <= 32 => {
+            telephony::TransferTarget::Extension(ext.trim().to_owned())
+        }
+        (None, Some(queue)) => telephony::TransferTarget::Queue(queue.as_uuid()),
+        _ => return Err(ApiError::field("extension", "give exactly one of extension and queue_id")),
+    };
+    let mut tx = state.db.tenant_tx(tenant).await?;
+    let row = db::calls::get_call(&mut tx, id).await?;
+    commit(tx).await?;
+    // Agents may transfer their own calls; supervisors and admins any call of the tenant.
+    if !principal.role.satisfies(Role::Supervisor) && row.agent_id != principal.user_id().map(|u| u.as_uuid())
+    {
+        return Err(ApiError::not_found());
+    }
+    if row.ended_at.is_some() {
+        return Err(ApiError::conflict("call_ended", "the call has already ended"));
+    }
+    let calls = live_calls(&state)?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let order = telephony::Control::Transfer { target, by: principal.audit_actor(), reply };
+    calls.control(tenant, id, order).map_err(|_| ApiError::not_found())?;
+    match answer.await {
+        Ok(Ok(())) => Ok(axum::http::StatusCode::NO_CONTENT),
+        Ok(Err(reason)) => Err(ApiError::conflict("transfer_failed", reason)),
+        Err(_) => Err(ApiError::not_found()),
+    }
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -15,7 +15,7 @@ use sip::{HeaderName, Host, Method, NameAddr, Request, Response, SipUri, StatusC
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{CallInput, Calls, Control, Inbox, LiveCall};
+use super::{CallInput, Calls, Control, Inbox, LiveCall, TransferTarget};
 use crate::core::{ClientEvent, ClientEventKind};
 
 const SUPPORTED_CODECS: [CodecKind; 2] = [CodecKind::Pcmu, CodecKind::Pcma];
@@ -121,6 +121,9 @@ struct Call {
     session_timer: Option<(u32, Instant)>,
     recording: Option<std::path::PathBuf>,
     answered: bool,
+    /// During a blind transfer to an extension: the transferor, who gets the call back if
+    /// the destination does not answer.
+    transfer_back: Option<(UserId, String)>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -283,6 +286,7 @@ pub(super) async fn run_inbound(
         session_timer: session_expires.map(|s| (s.max(calls.ctx.config.min_session_expires), Instant::now())),
         recording: None,
         answered: false,
+        transfer_back: None,
     };
     call.note(
         "caller",
@@ -840,6 +844,29 @@ impl Call {
         if cancelling || self.ending.is_some() {
             return;
         }
+        if let Some((transferor, destination)) = self.transfer_back.take()
+            && transferor != agent_id
+        {
+            // The transfer destination did not take the call: it goes back to the transferor.
+            let reason = format!("destination answered {status} {reason}");
+            self.note(
+                "agent",
+                "transfer",
+                json!({ "message": "transfer failed; call returned to the transferor", "reason": reason }),
+            );
+            self.record_transfer(
+                &destination,
+                Some(transferor),
+                false,
+                Some(&reason),
+                db::audit::Actor::system(),
+            )
+            .await;
+            self.direct_agent = Some(transferor);
+            self.tried.clear();
+            self.next_try = Some(Instant::now());
+            return;
+        }
         if self.direct_agent.is_some() {
             let answer = match status {
                 486 | 600 => StatusCode::BUSY_HERE,
@@ -883,6 +910,10 @@ impl Call {
             CallInput::Control(Control::Hangup) => {
                 self.note("caller", "api", json!({ "message": "hangup requested" }));
                 self.end("api_hangup", "system", StatusCode::TEMPORARILY_UNAVAILABLE);
+            }
+            CallInput::Control(Control::Transfer { target, by, reply }) => {
+                let result = self.blind_transfer(target, by).await;
+                let _ = reply.send(result);
             }
         }
     }
@@ -1003,11 +1034,229 @@ impl Call {
             Method::Info | Method::Options | Method::Notify => {
                 core.respond(transaction, dialog.create_response(&request, StatusCode::OK)).await;
             }
+            Method::Refer => self.refer(transaction, request).await,
             _ => {
                 let mut r = dialog.create_response(&request, StatusCode::METHOD_NOT_ALLOWED);
                 super::allow(&mut r);
                 core.respond(transaction, r).await;
             }
+        }
+    }
+
+    /// The agent's phone asks for a blind transfer (RFC 3515): 202, then a NOTIFY with the
+    /// outcome as a sipfrag. Attended transfer (Refer-To with Replaces) is not supported yet.
+    async fn refer(&mut self, transaction: TransactionId, request: Request) {
+        let core = self.calls.ctx.core.clone();
+        let Some(dialog) = self.agent.as_ref().and_then(|a| a.dialog.as_ref()) else { return };
+        let target =
+            request.headers.get(&HeaderName::ReferTo).and_then(|v| v.parse::<NameAddr>().ok()).and_then(
+                |to| match &to.uri {
+                    Uri::Sip(u) if !u.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("Replaces")) => {
+                        u.user.clone()
+                    }
+                    _ => None,
+                },
+            );
+        let Some(extension) = target else {
+            let r = dialog
+                .create_response(&request, StatusCode::NOT_IMPLEMENTED)
+                .with_reason("Only Blind Transfer To An Extension");
+            core.respond(transaction, r).await;
+            return;
+        };
+        let accepted = dialog.create_response(&request, StatusCode::ACCEPTED);
+        core.respond(transaction, accepted).await;
+        let by = self.agent.as_ref().map_or_else(db::audit::Actor::system, |a| db::audit::Actor {
+            kind: "user",
+            id: Some(a.agent.as_uuid()),
+            label: Some(format!("extension {}", a.extension)),
+        });
+        let outcome = self.blind_transfer_notify_first(TransferTarget::Extension(extension), by).await;
+        if let Err(reason) = outcome {
+            self.notify_refer(&format!("SIP/2.0 480 {}", sanitize_reason(&reason))).await;
+        }
+    }
+
+    /// Sends the REFER's final NOTIFY (sipfrag) on the agent's dialog.
+    async fn notify_refer(&mut self, frag: &str) {
+        let core = self.calls.ctx.core.clone();
+        let Some(agent) = self.agent.as_mut() else { return };
+        let Some(dialog) = agent.dialog.as_mut() else { return };
+        let mut notify = dialog.create_request(Method::Notify, &via_for(agent.local, &agent.peer.transport));
+        notify.headers.push(HeaderName::Event, "refer");
+        notify.headers.push(HeaderName::SubscriptionState, "terminated;reason=noresource");
+        notify.headers.push(HeaderName::ContentType, "message/sipfrag;version=2.0");
+        notify.body = frag.as_bytes().to_vec();
+        let _ = core.start(notify, agent.peer.clone(), self.client_tx.clone()).await;
+    }
+
+    async fn blind_transfer_notify_first(
+        &mut self,
+        target: TransferTarget,
+        by: db::audit::Actor,
+    ) -> Result<(), String> {
+        self.transfer(target, by, true).await
+    }
+
+    async fn blind_transfer(&mut self, target: TransferTarget, by: db::audit::Actor) -> Result<(), String> {
+        self.transfer(target, by, false).await
+    }
+
+    /// Moves the answered call from its agent to `target`. Checks first that the destination
+    /// can take it (else the agent keeps the call and the failure is recorded); then the
+    /// caller hears hold music, the agent's leg ends, and the destination is rung or queued.
+    async fn transfer(
+        &mut self,
+        target: TransferTarget,
+        by: db::audit::Actor,
+        notify: bool,
+    ) -> Result<(), String> {
+        let Some(agent) = self.agent.as_ref().filter(|a| a.state == AgentState::Up) else {
+            return Err("the call has no answered agent to transfer from".into());
+        };
+        let (from_agent, destination) = (agent.agent, target.to_string());
+        let checked = self.check_destination(&target, from_agent).await;
+        if let Err(reason) = &checked {
+            self.note(
+                "agent",
+                "transfer",
+                json!({ "message": "blind transfer refused", "destination": destination, "reason": reason }),
+            );
+            self.record_transfer(&destination, Some(from_agent), false, Some(reason), by).await;
+            return Err(reason.clone());
+        }
+        self.note("agent", "transfer", json!({ "message": "blind transfer", "destination": destination }));
+        self.record_transfer(&destination, Some(from_agent), true, None, by).await;
+        if notify {
+            self.notify_refer("SIP/2.0 200 OK").await;
+        }
+        let calls = self.calls.clone();
+        let _ = calls.ctx.media.play(self.caller.media.id, media::Playback::MusicOnHold).await;
+        self.bye_agent().await;
+        self.close_agent_leg("transferred").await;
+        self.answered = false;
+        match (target, checked) {
+            (TransferTarget::Queue(queue), _) => {
+                self.direct_agent = None;
+                self.enter_queue(queue).await;
+            }
+            (TransferTarget::Extension(extension), Ok(Some(user))) => {
+                self.queue = None;
+                self.transfer_back = Some((from_agent, format!("extension {extension}")));
+                self.direct_agent = Some(user);
+                self.tried.clear();
+                self.next_try = Some(Instant::now());
+            }
+            (TransferTarget::Extension(_), _) => {}
+        }
+        Ok(())
+    }
+
+    /// Whether `target` can take the call now: the agent behind an extension must exist, be
+    /// registered on this node, available and not busy; a queue must exist.
+    async fn check_destination(
+        &self,
+        target: &TransferTarget,
+        from_agent: UserId,
+    ) -> Result<Option<UserId>, String> {
+        let ctx = &self.calls.ctx;
+        let mut tx = ctx.db.tenant_tx(self.tenant).await.map_err(|e| format!("database: {e}"))?;
+        let result = match target {
+            TransferTarget::Queue(queue) => match db::queues::get_queue(&mut tx, *queue).await {
+                Ok(_) => Ok(None),
+                Err(_) => Err(format!("queue {queue} does not exist")),
+            },
+            TransferTarget::Extension(extension) => {
+                let account = db::sip::find_by_extension(&mut tx, extension)
+                    .await
+                    .map_err(|e| format!("database: {e}"))?;
+                match account {
+                    None => Err(format!("extension {extension} does not exist")),
+                    Some(a) if UserId(a.user_id) == from_agent => {
+                        Err("cannot transfer a call to yourself".into())
+                    }
+                    Some(a) => {
+                        let user = UserId(a.user_id);
+                        let bindings = db::sip::bindings(&mut tx, user, Utc::now())
+                            .await
+                            .map_err(|e| format!("database: {e}"))?;
+                        let state = db::agent_states::get_state(&mut tx, user)
+                            .await
+                            .map_err(|e| format!("database: {e}"))?;
+                        let status = state.map_or_else(|| "logged_out".to_owned(), |s| s.status);
+                        if !bindings.iter().any(|b| b.node_id == ctx.node_id) {
+                            Err(format!("extension {extension} is not registered"))
+                        } else if status != "available" {
+                            Err(format!("extension {extension} is not available ({status})"))
+                        } else if !self.calls.reserve_agent(user) {
+                            Err(format!("extension {extension} is busy"))
+                        } else {
+                            self.calls.release_agent(user);
+                            Ok(Some(user))
+                        }
+                    }
+                }
+            }
+        };
+        let _ = tx.commit().await;
+        result
+    }
+
+    /// Adds a transfer to the call's history (`call.transferred`) and the audit log.
+    async fn record_transfer(
+        &mut self,
+        destination: &str,
+        from_agent: Option<UserId>,
+        succeeded: bool,
+        failure_reason: Option<&str>,
+        by: db::audit::Actor,
+    ) {
+        let ctx = &self.calls.ctx;
+        let now = Utc::now();
+        let entry = json!({
+            "at": now, "kind": "blind", "from_agent_id": from_agent, "destination": destination,
+            "succeeded": succeeded, "failure_reason": failure_reason,
+        });
+        let written = async {
+            let mut tx = ctx.db.tenant_tx(self.tenant).await?;
+            db::calls::add_transfer(
+                &mut tx,
+                self.tenant,
+                self.id,
+                &entry,
+                &db::calls::TransferEvent {
+                    kind: domain::events::TransferKind::Blind,
+                    from_agent_id: from_agent,
+                    destination,
+                    succeeded,
+                    failure_reason,
+                    at: now,
+                },
+            )
+            .await?;
+            db::audit::insert(
+                &mut tx,
+                &db::audit::NewAudit {
+                    id: domain::AuditId(uuid::Uuid::now_v7()),
+                    tenant_id: Some(self.tenant),
+                    at: now,
+                    actor: by,
+                    action: if succeeded { "call.transfer".into() } else { "call.transfer.failed".into() },
+                    resource_type: "call".into(),
+                    resource_id: Some(self.id.to_string()),
+                    before: None,
+                    after: Some(entry.clone()),
+                    source_ip: None,
+                    request_id: None,
+                },
+            )
+            .await?;
+            tx.commit().await?;
+            Ok::<_, db::DbError>(())
+        }
+        .await;
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not record a transfer");
         }
     }
 
@@ -1316,6 +1565,11 @@ impl Call {
     fn note(&mut self, leg: &str, kind: &str, detail: Value) {
         self.timeline.push(json!({ "at": Utc::now(), "leg": leg, "kind": kind, "detail": detail }));
     }
+}
+
+/// A reason phrase safe for a status line.
+fn sanitize_reason(reason: &str) -> String {
+    reason.chars().filter(|c| !c.is_control()).take(100).collect()
 }
 
 /// Our earlier answer with its direction attribute set to `direction` (browser hold/resume).

@@ -73,6 +73,31 @@ pub(crate) enum CallInput {
 #[derive(Debug)]
 pub enum Control {
     Hangup,
+    /// Blind transfer of the answered call away from its agent. The reply says whether the
+    /// destination took it on; when it cannot (unknown, unregistered, unavailable) the call
+    /// stays with the agent, and the reason is in the CDR and the answer.
+    Transfer {
+        target: TransferTarget,
+        by: db::audit::Actor,
+        reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// Where a blind transfer sends the caller.
+#[derive(Debug, Clone)]
+pub enum TransferTarget {
+    /// An agent's extension in the same tenant.
+    Extension(String),
+    Queue(uuid::Uuid),
+}
+
+impl std::fmt::Display for TransferTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Extension(e) => write!(f, "extension {e}"),
+            Self::Queue(q) => write!(f, "queue {q}"),
+        }
+    }
 }
 
 /// A live call as the API lists it.
@@ -240,11 +265,15 @@ impl Calls {
     }
 
     /// Sends an API order to a live call of `tenant`; `false` if there is no such call here.
-    pub(crate) fn control(&self, tenant: TenantId, id: CallId, order: Control) -> bool {
-        match self.routes().calls.get(&id) {
-            Some((inbox, call)) if call.tenant_id == tenant => inbox.send(CallInput::Control(order)).is_ok(),
-            _ => false,
-        }
+    pub(crate) fn control(&self, tenant: TenantId, id: CallId, order: Control) -> Result<(), Control> {
+        let inbox = match self.routes().calls.get(&id) {
+            Some((inbox, call)) if call.tenant_id == tenant => inbox.clone(),
+            _ => return Err(order),
+        };
+        inbox.send(CallInput::Control(order)).map_err(|e| match e.0 {
+            CallInput::Control(order) => order,
+            _ => Control::Hangup,
+        })
     }
 }
 
