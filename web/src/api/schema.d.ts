@@ -267,6 +267,45 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/calls/{id}/hangup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Hangs up a call in progress (both sides get BYE; the CDR says `api_hangup`). */
+        post: operations["hangup_call"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/calls/{id}/transfer": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Blind transfer of an answered call away from its agent. If the destination cannot take
+         *     the call (unknown, unregistered, not available), the call stays with its agent, the answer
+         *     is 409 `transfer_failed` with the reason, and the reason is in the CDR's transfers and the
+         *     audit log (`event=transfer`).
+         */
+        post: operations["transfer_call"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/cdrs": {
         parameters: {
             query?: never;
@@ -1659,6 +1698,12 @@ export interface components {
             /** @description The shared secret in base32, for manual entry. */
             secret: string;
         };
+        /** @description Where to send the caller: exactly one of `extension` and `queue_id`. */
+        TransferIn: {
+            /** @description An agent's extension in this tenant. */
+            extension?: string | null;
+            queue_id?: null | components["schemas"]["QueueId"];
+        };
         TrunkIn: {
             /** @description IPv4 and IPv6 networks (`185.45.152.0/24`, `2001:db8::/32`) or single addresses. */
             allowed_cidrs: string[];
@@ -2237,6 +2282,80 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    hangup_call: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["schemas"]["CallId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    transfer_call: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["schemas"]["CallId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TransferIn"];
+            };
+        };
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
