@@ -81,6 +81,9 @@ impl Hub {
             // Clients only send the handshake: keep what they may send small.
             .max_payload(16 * 1024)
             .ws_max_message_size(16 * 1024)
+            // Packets queued per socket before emits to it fail: room for a burst of events
+            // (a fetched batch is up to 256) while its connection drains.
+            .max_buffer_size(4096)
             .build_layer();
         Self { io, layer }
     }
