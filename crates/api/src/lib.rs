@@ -174,7 +174,8 @@ pub fn router(state: AppState) -> Router {
             "/api/openapi.json",
             axum::routing::get(move || async move { axum::Json(openapi.as_ref().clone()) }),
         )
-        .merge(routes::health::router());
+        .merge(routes::health::router())
+        .merge(routes::recordings::router());
     let router = match &state.config.web_dir {
         Some(dir) => router.merge(web_app(dir)),
         None => router.fallback(routes::health::not_found),

@@ -7,6 +7,7 @@ pub(crate) mod auth;
 pub(crate) mod calls;
 pub(crate) mod health;
 pub(crate) mod queues;
+pub(crate) mod recordings;
 pub(crate) mod settings;
 pub(crate) mod tenants;
 pub(crate) mod trunks;
