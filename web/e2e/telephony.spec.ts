@@ -18,6 +18,8 @@ let deadPort: number;
 let rotatedPassword = '';
 let supportQueueId = '';
 let tinaId = '';
+/** Issued in the agents test; other specs may have taken 1000 first (a softphone fetches credentials). */
+let tinaExtension = '';
 const SIP_PORT = Number(process.env.WEB_E2E_SIP_PORT);
 
 interface TrunkJson {
@@ -278,6 +280,7 @@ test('Agents: credentials issued, a phone registers, the agent turns green with 
   const m = /^sip:(\d+)@(.+)$/.exec(uri);
   expect(m, uri).not.toBeNull();
   const [, extension, domain] = m!;
+  tinaExtension = extension!;
   expect(domain).toBe('acme.sip.localhost');
 
   // A phone registers with those credentials over UDP.
@@ -390,7 +393,7 @@ test('Queues: created with validation, members managed, a number routed to it; t
   await page.getByRole('button', { name: 'Add member' }).click();
   await expect(page.getByText('Choose an agent to add.')).toBeVisible();
   await expect(page.getByLabel('Add an agent')).toBeFocused();
-  await page.getByLabel('Add an agent').selectOption({ label: `${TEL_AGENT.name} · ext. 1000` });
+  await page.getByLabel('Add an agent').selectOption({ label: `${TEL_AGENT.name} · ext. ${tinaExtension}` });
   await page.getByRole('button', { name: 'Add member' }).click();
   await expect(page.getByText(`${TEL_AGENT.name} now takes calls from Support.`)).toBeVisible();
   await page.getByLabel('Add an agent').selectOption({ label: SUPERVISOR.name });
@@ -522,11 +525,11 @@ test('CDRs: filters, Call detail, and the Technical tab with timeline, codecs, R
           codec: 'PCMA/8000',
           rtp: { packets_received: 6198, packets_sent: 6250, bytes_received: 1066056, bytes_sent: 1075000, packets_lost: 52, jitter_ms: 4.2, remote: '185.45.152.14:31000', codec: 'PCMA/8000', dtmf_received: '', rtcp_received: 25 },
         },
-        { leg: 'agent', agent_id: '0190f3c2-0000-7000-8000-0000000000aa', extension: '1001', transport: 'udp', sip_call_id: 'b2b-1@sivo', outcome: 'no_answer', codec: null, rtp: null },
+        { leg: 'agent', agent_id: '0190f3c2-0000-7000-8000-0000000000aa', extension: '1099', transport: 'udp', sip_call_id: 'b2b-1@sivo', outcome: 'no_answer', codec: null, rtp: null },
         {
           leg: 'agent',
           agent_id: tinaId,
-          extension: '1000',
+          extension: tinaExtension,
           transport: 'udp',
           sip_call_id: 'b2b-2@sivo',
           outcome: 'answered',
@@ -539,9 +542,9 @@ test('CDRs: filters, Call detail, and the Technical tab with timeline, codecs, R
         { at: at(0.02).toISOString(), leg: 'caller', kind: 'codec', detail: { codec: 'PCMA/8000', payload_type: 8 } },
         { at: at(0.05).toISOString(), leg: 'caller', kind: 'sip', detail: { message: '200 OK sent' } },
         { at: at(1).toISOString(), leg: 'caller', kind: 'queue', detail: { message: 'entered queue', queue: 'Support' } },
-        { at: at(1.1).toISOString(), leg: 'agent', kind: 'sip', detail: { message: 'INVITE sent', extension: '1001', transport: 'udp' } },
+        { at: at(1.1).toISOString(), leg: 'agent', kind: 'sip', detail: { message: 'INVITE sent', extension: '1099', transport: 'udp' } },
         { at: at(6.1).toISOString(), leg: 'agent', kind: 'sip', detail: { message: 'ring timeout' } },
-        { at: at(6.2).toISOString(), leg: 'agent', kind: 'sip', detail: { message: 'INVITE sent', extension: '1000', transport: 'udp' } },
+        { at: at(6.2).toISOString(), leg: 'agent', kind: 'sip', detail: { message: 'INVITE sent', extension: tinaExtension, transport: 'udp' } },
         { at: at(7).toISOString(), leg: 'agent', kind: 'sip', detail: { message: '180 Ringing' } },
         { at: at(9).toISOString(), leg: 'agent', kind: 'sip', detail: { message: '200 OK' } },
         { at: at(9.01).toISOString(), leg: 'agent', kind: 'codec', detail: { codec: 'PCMA/8000', payload_type: 8 } },
@@ -638,7 +641,7 @@ test('CDRs: filters, Call detail, and the Technical tab with timeline, codecs, R
   await expect(callerLeg).toContainText('PCMA/8000');
   await expect(callerLeg).toContainText('52 (0.8 %)');
   await expect(callerLeg).toContainText('4.2 ms');
-  const agentLeg = legs.getByRole('row').filter({ hasText: 'ext. 1000' });
+  const agentLeg = legs.getByRole('row').filter({ hasText: `ext. ${tinaExtension}` });
   await expect(agentLeg).toContainText(`Agent · ${TEL_AGENT.name}`);
   await expect(agentLeg).toContainText('Answered');
   await expect(legs.getByRole('row').filter({ hasText: 'No answer' })).toBeVisible();
