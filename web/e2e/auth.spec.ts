@@ -25,15 +25,17 @@ test('an agent sees no admin settings; logout returns to login and protects page
   await page.goto('/settings/users');
   await expectOnLogin(page);
   await submitPassword(page, AGENT.email, PASSWORD);
-  // Back where they wanted to go, but an agent may not open it.
+  // Back where they wanted to go, but an agent may not open it: they land on their softphone.
   await expect(page.getByRole('heading', { level: 1 })).toBeVisible();
-  await expect(page).toHaveURL(/\/dashboard\/agents$/);
+  await expect(page).toHaveURL(/\/softphone$/);
   const nav = page.getByRole('navigation', { name: 'Main' });
   await expect(nav.getByRole('link', { name: /^Agents/ })).toBeVisible();
   for (const hidden of ['Users & roles', 'API keys', 'Audit', 'Queues', 'SIP trunks', 'Tenants', 'Webhooks']) {
     await expect(nav.getByRole('link', { name: new RegExp(`^${hidden}`) })).toHaveCount(0);
   }
   // Dashboard → Agents shows an agent their own registration (red: no phone yet).
+  await nav.getByRole('link', { name: /^Agents/ }).click();
+  await expect(page).toHaveURL(/\/dashboard\/agents$/);
   await expect(page.getByRole('heading', { level: 1, name: 'My status' })).toBeVisible();
   await expect(page.getByTestId('registration-state')).toContainText('Not registered');
   await shot(page, 'agent-dashboard');

@@ -22,6 +22,8 @@ import { NumbersPage } from './pages/Numbers';
 import { AgentDetailPage, AgentsDashboardPage, AgentsSettingsPage } from './pages/Agents';
 import { ForbiddenPage, NotFoundPage } from './pages/NotFound';
 import { WallboardPage } from './pages/Wallboard';
+import { SoftphonePage } from './pages/Softphone';
+import { SoftphoneProvider } from './softphone/SoftphoneProvider';
 
 export function App() {
   return (
@@ -41,11 +43,14 @@ export function App() {
             <Route
               element={
                 <RequireSession>
-                  <Shell />
+                  <SoftphoneProvider>
+                    <Shell />
+                  </SoftphoneProvider>
                 </RequireSession>
               }
             >
               <Route index element={<Home />} />
+              <Route path="softphone" element={<Allowed path="/softphone"><SoftphonePage /></Allowed>} />
               <Route path="dashboard/agents" element={<Allowed path="/dashboard/agents"><AgentsDashboardPage /></Allowed>} />
               <Route path="dashboard/agents/:id" element={<Allowed path="/dashboard/agents"><AgentDetailPage base="/dashboard/agents" /></Allowed>} />
               <Route path="dashboard/wallboard" element={<Allowed path="/dashboard/wallboard"><WallboardPage /></Allowed>} />

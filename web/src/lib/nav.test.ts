@@ -24,7 +24,9 @@ describe('role-based navigation', () => {
   });
 
   it('agents see no admin settings', () => {
-    expect(labels('agent')).toEqual(['Dashboard › Agents']);
+    expect(labels('agent')).toEqual(['null › Softphone', 'Dashboard › Agents']);
+    expect(homeFor('agent')).toBe('/softphone');
+    expect(trailFor('/softphone')).toEqual(['Softphone']);
     expect(canAccess('agent', '/settings/users')).toBe(false);
     expect(canAccess('agent', '/settings/developer/api-keys')).toBe(false);
     expect(canAccess('agent', '/audit')).toBe(false);
@@ -39,7 +41,8 @@ describe('role-based navigation', () => {
   });
 
   it('supervisors add CDRs but no settings', () => {
-    expect(labels('supervisor')).toEqual(['Dashboard › Agents', 'Dashboard › Wallboard', 'Reports › CDRs']);
+    expect(labels('supervisor')).toEqual(['null › Softphone', 'Dashboard › Agents', 'Dashboard › Wallboard', 'Reports › CDRs']);
+    expect(canAccess('admin', '/softphone')).toBe(false);
     expect(canAccess('agent', '/dashboard/wallboard')).toBe(false);
     expect(trailFor('/dashboard/wallboard')).toEqual(['Dashboard', 'Wallboard']);
   });

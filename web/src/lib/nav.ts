@@ -18,11 +18,18 @@ export interface NavSection {
 
 const TENANT: readonly Role[] = ['agent', 'supervisor', 'admin'];
 const SUPERVISION: readonly Role[] = ['supervisor', 'admin'];
+/** Who has a SIP extension, hence a softphone. */
+const PHONE: readonly Role[] = ['agent', 'supervisor'];
 const ADMIN: readonly Role[] = ['admin'];
 const AUDIT: readonly Role[] = ['admin', 'superadmin'];
 const PLATFORM: readonly Role[] = ['superadmin'];
 
 export const NAV: readonly NavSection[] = [
+  {
+    // The agent's phone: "Softphone → SIP registration green (top-right icon)".
+    label: null,
+    items: [{ label: 'Softphone', path: '/softphone', roles: PHONE }],
+  },
   {
     label: 'Dashboard',
     items: [
@@ -94,6 +101,8 @@ export function homeFor(role: Role): string {
       return '/platform/tenants';
     case 'admin':
       return '/settings/users';
+    case 'agent':
+      return '/softphone';
     default:
       return '/dashboard/agents';
   }
