@@ -195,6 +195,18 @@ test('a queued call rings with the caller number and queue; declining passes it 
   await shot(page, 'softphone-ringing-narrow', { fullPage: false });
   await page.setViewportSize({ width: 1280, height: 800 });
 
+  // On another page the call still rings: a banner offers Answer, Decline and the softphone.
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Agents', exact: true }).click();
+  await expect(page).toHaveURL(/\/dashboard\/agents$/);
+  const banner = page.getByRole('region', { name: 'Softphone call' });
+  await expect(banner).toContainText(`Incoming call ${CALLER}`);
+  await expect(banner).toContainText('Support');
+  await shot(page, 'softphone-banner-elsewhere');
+  await banner.getByRole('link', { name: 'Open softphone' }).click();
+  await expect(page).toHaveURL(/\/softphone$/);
+  await expect(banner).toHaveCount(0);
+  await expect(callPanel(page)).toHaveAttribute('data-phase', 'ringing');
+
   await page.getByRole('button', { name: 'Decline' }).click();
   // The queue offers the call again (nobody else is available) until the caller hangs up.
   await expect(callPanel(page)).toHaveAttribute('data-phase', 'ended', { timeout: 30_000 });
@@ -236,6 +248,10 @@ test('the agent answers a queued call: audio both ways, keypad, hold and a faile
   await page.keyboard.press('2');
   await expect(page.getByTestId('dtmf-sent')).toHaveText('12');
   await shot(page, 'softphone-keypad');
+  await page.setViewportSize({ width: 390, height: 844 });
+  await expect(page.getByRole('button', { name: 'Hang up' })).toBeVisible();
+  await shot(page, 'softphone-in-call-narrow');
+  await page.setViewportSize({ width: 1280, height: 800 });
 
   // Hold (re-INVITE sendonly; the caller hears hold music), then resume.
   await page.getByRole('button', { name: 'Hold' }).click();
