@@ -617,3 +617,71 @@ async fn tenant_settings_turn_recording_on_for_admins_only() {
     tx.rollback().await.unwrap();
     assert!(app.audit_events(&admin).await.iter().any(|a| a == "settings.updated"));
 }
+
+#[tokio::test]
+async fn recordings_download_by_their_presigned_url_only() {
+    let app = App::new().await;
+    let t = app.tenant("acme").await;
+    let other = app.tenant("other").await;
+    let admin = app.api_key(t).await;
+    let wav = std::env::temp_dir().join(format!("sivo-rec-{}.wav", Uuid::new_v4().simple()));
+    std::fs::write(&wav, b"RIFF....WAVEfmt test-audio").unwrap();
+    let call = CallId(Uuid::new_v4());
+    let mut tx = app.db.db.tenant_tx(t).await.unwrap();
+    let new = db::calls::NewCall {
+        id: call,
+        direction: CallDirection::Inbound,
+        from: "+15550001111",
+        to: "+4930123456",
+        did: None,
+        did_id: None,
+        trunk_id: None,
+        at: app.now,
+    };
+    db::calls::create_call(&mut tx, t, &new).await.unwrap();
+    let end = db::calls::CallEnd {
+        at: app.now,
+        hangup_cause: "caller_hangup",
+        hangup_side: "caller",
+        legs: Value::Null,
+        timeline: Value::Null,
+        recording: Some(json!({"path": wav, "duration_ms": 1000, "bytes": 26, "channels": 2})),
+    };
+    db::calls::end_call(&mut tx, t, call, &end).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let (status, cdr) = app.get(&format!("/api/v1/cdrs/{call}"), &admin).await;
+    assert_eq!(status, StatusCode::OK);
+    let url = cdr["recording"]["url"].as_str().expect("a signed url").to_owned();
+    assert!(url.starts_with(&format!("/recordings/{t}/{call}.wav?expires=")), "{url}");
+
+    // No session needed: the signature is the permission.
+    let fetch = |uri: String| {
+        let router = app.router.clone();
+        async move {
+            let response =
+                router.oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap()).await.unwrap();
+            let status = response.status();
+            (status, axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap())
+        }
+    };
+    let (status, bytes) = fetch(url.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&bytes[..], b"RIFF....WAVEfmt test-audio");
+    // Tampered signature, another tenant in the path, expired: all 404.
+    let mut tampered = url.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == '0' { '1' } else { '0' });
+    assert_eq!(fetch(tampered).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(fetch(url.replace(&t.to_string(), &other.to_string())).await.0, StatusCode::NOT_FOUND);
+    let urls = telephony::RecordingUrls::new(&vault::Vault::from_bytes(&[7u8; 32]));
+    let expired = urls.path(t, call, app.now - Duration::seconds(1));
+    assert_eq!(fetch(expired).await.0, StatusCode::NOT_FOUND);
+    let valid_again = urls.path(t, call, app.now + Duration::minutes(5));
+    assert_eq!(fetch(valid_again).await.0, StatusCode::OK);
+    assert_eq!(
+        fetch(format!("/recordings/{t}/not-a-call.wav?expires=1&signature=00")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let _ = std::fs::remove_file(&wav);
+}

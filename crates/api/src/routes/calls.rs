@@ -275,5 +275,13 @@ async fn get_cdr(
     let mut tx = state.db.tenant_tx(tenant).await?;
     let row = db::calls::get_cdr(&mut tx, id).await?;
     commit(tx).await?;
-    Ok(Json(row.cdr()))
+    let mut cdr = row.cdr();
+    // A fresh pre-signed download link (same origin, one hour) for players and CRMs.
+    if let Some(serde_json::Value::Object(recording)) = &mut cdr.recording {
+        let expires = state.clock.now() + chrono::Duration::hours(1);
+        let url = telephony::RecordingUrls::new(&state.vault).path(tenant, id, expires);
+        recording.insert("url".into(), serde_json::Value::String(url));
+        recording.insert("url_expires_at".into(), serde_json::json!(expires));
+    }
+    Ok(Json(cdr))
 }
