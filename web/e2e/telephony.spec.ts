@@ -3,6 +3,9 @@
 // credentials; a phone registers with them and the agent turns green everywhere.
 import { expect, test, type BrowserContext, type Page } from '@playwright/test';
 import { createSocket } from 'node:dgram';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PASSWORD, SUPERVISOR, TEL_ADMIN, TEL_AGENT } from './accounts';
 import { enrolTotp, expectAccessible, expectOnLogin, loginWithTotp, shot, submitPassword } from './helpers';
 import { seedCalls, toneWav } from './seed';
@@ -498,6 +501,8 @@ test('CDRs: filters, Call detail, and the Technical tab with timeline, codecs, R
   const start = new Date(Date.now() - 3600_000);
   const at = (s: number) => new Date(start.getTime() + s * 1000);
   const answeredId = '0190f3c2-7e57-7000-8000-00000000c0d1';
+  const recordingFile = join(mkdtempSync(join(tmpdir(), 'sivo-e2e-rec-')), 'call.wav');
+  writeFileSync(recordingFile, toneWav(2));
   seedCalls([
     {
       id: answeredId,
@@ -552,8 +557,9 @@ test('CDRs: filters, Call detail, and the Technical tab with timeline, codecs, R
         { at: at(134).toISOString(), leg: 'caller', kind: 'sip', detail: { message: 'BYE received' } },
         { at: at(134).toISOString(), leg: 'caller', kind: 'call', detail: { message: 'ended', cause: 'normal_clearing', side: 'caller' } },
       ],
-      // The engine stores path, duration, size and channels; the player needs a URL the backoffice can fetch.
-      recording: { path: '/var/lib/sivo/recordings/c0d1.wav', duration_ms: 125000, bytes: 4000000, channels: 2, url: '/e2e-recordings/call.wav' },
+      // The engine stores path, duration, size and channels; the API adds a pre-signed URL that
+      // `sivo` serves from that path (a real file here, written before seeding).
+      recording: { path: recordingFile, duration_ms: 2000, bytes: 32044, channels: 2 },
     },
     {
       id: '0190f3c2-7e57-7000-8000-00000000c0d2',
@@ -575,7 +581,7 @@ test('CDRs: filters, Call detail, and the Technical tab with timeline, codecs, R
       ],
     },
     {
-      // Recorded, but with no link for the browser yet: the page says so instead of a broken player.
+      // Recorded, but the file is gone from the server: its signed link answers 404.
       id: '0190f3c2-7e57-7000-8000-00000000c0d3',
       tenantSlug: 'acme',
       direction: 'inbound',
@@ -593,8 +599,6 @@ test('CDRs: filters, Call detail, and the Technical tab with timeline, codecs, R
       recording: { path: '/var/lib/sivo/recordings/c0d3.wav', duration_ms: 60000, bytes: 1920044, channels: 2 },
     },
   ]);
-  // The recording is served by SIVO once the call engine writes it; here the browser gets a tone.
-  await page.route('**/e2e-recordings/call.wav', (route) => route.fulfill({ status: 200, contentType: 'audio/wav', body: toneWav(2) }));
 
   await nav().getByRole('link', { name: 'CDRs' }).click();
   await expect(page.getByRole('heading', { level: 1, name: 'CDRs' })).toBeVisible();
@@ -664,8 +668,11 @@ test('CDRs: filters, Call detail, and the Technical tab with timeline, codecs, R
   await expect(page.getByText(/No media legs were recorded/)).toBeVisible();
   await expect(page.getByTestId('timeline')).toContainText('CANCEL received');
   await page.goto(`/cdrs/0190f3c2-7e57-7000-8000-00000000c0d3?tab=technical`);
-  await expect(page.getByText(/stereo \(caller left, agent right\)/)).toBeVisible();
-  await expect(page.getByTestId('recording-player')).toHaveCount(0);
+  await expect(page.getByTestId('recording-player')).toBeVisible();
+  const missing = await page.request.get(`/api/v1/cdrs/0190f3c2-7e57-7000-8000-00000000c0d3`);
+  const signed = (await missing.json()).recording.url as string;
+  expect(signed).toMatch(/^\/recordings\/.+\.wav\?expires=\d+&signature=[0-9a-f]{64}$/);
+  expect((await page.request.get(signed)).status()).toBe(404);
 });
 
 test('when the phone un-registers, the agent turns red again', async () => {

@@ -484,8 +484,7 @@ function Technical({ cdr: c, lookups }: { cdr: Cdr; lookups?: Lookups }) {
                 .join(' · ')}
             </p>
             <p className="muted small">
-              The file is kept on the server. Its pre-signed download link goes out with the <code>call.recorded</code> webhook; a player
-              appears here when SIVO offers the link to the backoffice.
+              The file is kept on the server, but the API offered no download link for it.
             </p>
           </div>
         )}
