@@ -1,0 +1,64 @@
+//! CPU time of a process from /proc (utime + stime of all its threads).
+
+use std::time::Instant;
+
+/// Linux's USER_HZ, the unit of /proc/<pid>/stat times, is 100 on every architecture.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU seconds `pid` has used so far, or `None` if it is gone.
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; count fields after its closing ')'.
+    let rest = text.get(text.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After ')': field 3 is index 0, so utime (14) is 11 and stime (15) is 12.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / TICKS_PER_SECOND)
+}
+
+/// A running measurement of several processes' CPU use.
+pub(crate) struct CpuMeter {
+    pids: Vec<u32>,
+    start: Vec<f64>,
+    at: Instant,
+}
+
+impl CpuMeter {
+    pub(crate) fn start(pids: &[u32]) -> Self {
+        Self {
+            pids: pids.to_vec(),
+            start: pids.iter().map(|p| cpu_seconds(*p).unwrap_or(0.0)).collect(),
+            at: Instant::now(),
+        }
+    }
+
+    /// (CPU seconds used by each process since `start`, wall seconds elapsed).
+    pub(crate) fn stop(&self) -> (Vec<f64>, f64) {
+        let used = self
+            .pids
+            .iter()
+            .zip(&self.start)
+            .map(|(p, s)| cpu_seconds(*p).map_or(0.0, |now| (now - s).max(0.0)))
+            .collect();
+        (used, self.at.elapsed().as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_our_own_cpu_time() {
+        let before = cpu_seconds(std::process::id()).unwrap();
+        let mut x = 0u64;
+        let until = Instant::now() + std::time::Duration::from_millis(100);
+        while Instant::now() < until {
+            x = x.wrapping_mul(31).wrapping_add(1);
+        }
+        assert!(x != 42);
+        let after = cpu_seconds(std::process::id()).unwrap();
+        assert!(after >= before);
+    }
+}
