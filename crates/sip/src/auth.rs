@@ -344,6 +344,10 @@ impl FromStr for Credentials {
             if credentials.nonce_count().is_none() {
                 return Err(AuthError::InvalidParam("nc"));
             }
+        } else if credentials.nc.is_some() && credentials.nonce_count().is_none() {
+            // Meaningless without qop, but kept: it must still be the 8 hex digits that
+            // Display writes back as a token, or the credentials would not round trip.
+            return Err(AuthError::InvalidParam("nc"));
         }
         Ok(credentials)
     }

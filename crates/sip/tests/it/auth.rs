@@ -86,6 +86,22 @@ fn unknown_scheme_and_malformed_params_are_typed_errors() {
     );
 }
 
+#[test]
+fn a_nonce_count_is_eight_hex_digits_even_without_qop() {
+    // Found by the digest fuzz target: a quoted nc that is no token was accepted without qop,
+    // then written back bare, and the written credentials no longer parsed.
+    let base = "Digest username=\"a\", realm=\"b\", nonce=\"n\", uri=\"sip:b\", response=\"00\"";
+    assert_eq!(
+        format!("{base}, nc=\"0Y4f11\u{13}b\"").parse::<Credentials>(),
+        Err(AuthError::InvalidParam("nc"))
+    );
+    assert_eq!(format!("{base}, nc=1").parse::<Credentials>(), Err(AuthError::InvalidParam("nc")));
+    // A quoted one is tolerated and written back as the token it should have been.
+    let c: Credentials = format!("{base}, nc=\"0000000a\"").parse().unwrap();
+    assert_eq!(c.nc.as_deref(), Some("0000000a"));
+    assert_eq!(c.to_string().parse::<Credentials>().unwrap(), c);
+}
+
 fn epoch() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
 }
