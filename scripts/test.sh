@@ -16,5 +16,6 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+scripts/fuzz.sh
 echo "== web app (types, lint, unit tests, build, Playwright against a real sivo)"
 scripts/test-web.sh
