@@ -603,7 +603,10 @@ async fn tenant_settings_turn_recording_on_for_admins_only() {
     let sup = app.login("sup@acme.example").await;
     let (status, s) = app.get("/api/v1/settings", &admin).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(s, json!({"record_calls": false, "updated_at": null}));
+    assert_eq!(
+        s,
+        json!({"record_calls": false, "outbound_trunk_id": null, "outbound_caller_id": null, "updated_at": null})
+    );
     assert_eq!(app.get("/api/v1/settings", &sup).await.0, StatusCode::FORBIDDEN);
     let (status, s) =
         app.send(Method::PATCH, "/api/v1/settings", &admin, Some(json!({"record_calls": true}))).await;
@@ -616,6 +619,57 @@ async fn tenant_settings_turn_recording_on_for_admins_only() {
     assert!(db::tenant_settings::recording_wanted(&mut tx, t, None).await.unwrap());
     tx.rollback().await.unwrap();
     assert!(app.audit_events(&admin).await.iter().any(|a| a == "settings.updated"));
+
+    // Outbound calls: the trunk must be this tenant's, the caller id a number; null clears.
+    let (_, trunk) = app
+        .post(
+            "/api/v1/trunks",
+            &admin,
+            json!({"name": "carrier", "host": "sip.carrier.example", "allowed_cidrs": []}),
+        )
+        .await;
+    let other = app.tenant("other").await;
+    let other_admin = app.api_key(other).await;
+    let (_, foreign) = app
+        .post(
+            "/api/v1/trunks",
+            &other_admin,
+            json!({"name": "theirs", "host": "sip.carrier.example", "allowed_cidrs": []}),
+        )
+        .await;
+    for (body, field) in [
+        (json!({"outbound_trunk_id": foreign["id"]}), "outbound_trunk_id"),
+        (json!({"outbound_trunk_id": Uuid::new_v4()}), "outbound_trunk_id"),
+        (json!({"outbound_caller_id": "sip:evil@x"}), "outbound_caller_id"),
+        (json!({"outbound_caller_id": "12"}), "outbound_caller_id"),
+    ] {
+        let (status, problem) = app.send(Method::PATCH, "/api/v1/settings", &admin, Some(body)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+        assert!(problem.to_string().contains(field), "{problem}");
+    }
+    let (status, s) = app
+        .send(
+            Method::PATCH,
+            "/api/v1/settings",
+            &admin,
+            Some(json!({"outbound_trunk_id": trunk["id"], "outbound_caller_id": "+4930999000"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    assert_eq!(
+        (s["outbound_trunk_id"].clone(), s["outbound_caller_id"].clone()),
+        (trunk["id"].clone(), json!("+4930999000"))
+    );
+    assert_eq!(s["record_calls"], true, "untouched fields stay");
+    let mut tx = app.db.db.tenant_tx(t).await.unwrap();
+    let route = db::tenant_settings::outbound_route(&mut tx, t).await.unwrap().unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(route.trunk_id.to_string(), trunk["id"].as_str().unwrap());
+    assert_eq!(route.caller_id.as_deref(), Some("+4930999000"));
+    let (status, s) =
+        app.send(Method::PATCH, "/api/v1/settings", &admin, Some(json!({"outbound_caller_id": null}))).await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    assert!(s["outbound_caller_id"].is_null() && s["outbound_trunk_id"] == trunk["id"], "{s}");
 }
 
 #[tokio::test]

@@ -221,7 +221,8 @@ pub async fn enter_queue(
 
 /// The call is answered (by `agent`, or by the far end of an outbound call): state `answered`,
 /// `answered_at` (the first answer is kept), `agent_id`; writes `call.answered`. The agent goes
-/// `on_call`; a different agent who had the call before (a transfer) becomes free again.
+/// `on_call`; a different agent who had the call before (a transfer, also to an external
+/// number: `agent` `None`) becomes free again.
 pub async fn answer_call(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -248,8 +249,11 @@ pub async fn answer_call(
         answered_at: at,
     });
     crate::outbox::enqueue(&mut *conn, &event(tenant, at, payload)).await?;
+    // Answered by someone else than the agent who had it: a transfer, to another agent or
+    // (agent `None`) to an external number.
     if let Some(previous) = before.agent_id.map(UserId)
-        && agent.is_some_and(|a| a != previous)
+        && before.answered_at.is_some()
+        && agent != Some(previous)
     {
         release_agent(&mut *conn, tenant, previous, call, at).await?;
     }

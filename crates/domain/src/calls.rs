@@ -79,6 +79,8 @@ wire_names!(CallState {
 pub enum HangupSide {
     Caller,
     Agent,
+    /// The called party of an agent's outbound call (an external number).
+    Callee,
     /// SIVO itself: max wait with overflow `hangup`, a failure, a restart.
     System,
 }
@@ -86,6 +88,7 @@ pub enum HangupSide {
 wire_names!(HangupSide {
     Caller => "caller",
     Agent => "agent",
+    Callee => "callee",
     System => "system",
 });
 

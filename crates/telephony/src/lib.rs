@@ -182,6 +182,14 @@ impl Telephony {
         let media = media::Media::start(config.media.clone())?;
         let orphan_db = db.clone();
         let started = chrono::Utc::now();
+        let gate = Arc::new(trunks::Trunks::new(
+            db.clone(),
+            vault.clone(),
+            handle.clone(),
+            stream_ctx.clone(),
+            &config.base_domain,
+            config.trunks.clone(),
+        ));
         let calls = Arc::new(calls::Calls::new(calls::CallCtx {
             core: handle.clone(),
             db: db.clone(),
@@ -191,15 +199,8 @@ impl Telephony {
             base_domain: config.base_domain.clone(),
             config: config.calls.clone(),
             urls: RecordingUrls::new(&vault),
+            trunks: gate.clone(),
         }));
-        let gate = Arc::new(trunks::Trunks::new(
-            db,
-            vault,
-            handle.clone(),
-            stream_ctx.clone(),
-            &config.base_domain,
-            config.trunks.clone(),
-        ));
         let tu = Arc::new(services::Services {
             registrar: registrar.clone(),
             gate: gate.clone(),

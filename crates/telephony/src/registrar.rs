@@ -83,6 +83,20 @@ pub(crate) struct Registrar {
     connections: Mutex<HashMap<ConnectionId, HashSet<TenantId>>>,
 }
 
+/// An agent whose Digest credentials checked out.
+#[derive(Clone, Debug)]
+pub(crate) struct AgentAuth {
+    pub(crate) tenant: TenantId,
+    pub(crate) user: UserId,
+    pub(crate) extension: String,
+}
+
+enum Authenticated {
+    Agent(AgentAuth),
+    /// The answer to send instead (a challenge, 403, 400).
+    Refused(Response),
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -128,9 +142,9 @@ impl Registrar {
         f(authenticator)
     }
 
-    fn challenge(&self, request: &Request, realm: &str, stale: bool) -> Response {
+    fn challenge(&self, request: &Request, realm: &str, stale: bool, proxy: bool) -> Response {
         self.with_realm(realm, |a| {
-            a.challenge_response(SystemTime::now(), &mut random, request, stale, false)
+            a.challenge_response(SystemTime::now(), &mut random, request, stale, proxy)
         })
     }
 
@@ -203,27 +217,74 @@ impl Registrar {
     }
 
     async fn try_register(&self, request: &Request, peer: &Peer) -> Result<Response, db::DbError> {
-        let source = peer.addr.ip().to_canonical();
-        let now = Instant::now();
-        if self.guard.source_banned(source, now) {
-            return Ok(Response::for_request(request, StatusCode::FORBIDDEN));
-        }
         let Ok(to) = request.headers.to() else {
             return Ok(Response::for_request(request, StatusCode::BAD_REQUEST));
         };
         let Some(aor) = to.uri.as_sip() else {
             return Ok(Response::for_request(request, StatusCode::BAD_REQUEST));
         };
+        match self.authenticate(request, peer, aor, false).await? {
+            Authenticated::Agent(agent) => {
+                // Bindings are soft state that phones refresh: commit without waiting for the WAL.
+                let tx = self.db.tenant_tx_async_commit(agent.tenant).await?;
+                self.bindings(tx, request, peer, agent.tenant, agent.user).await
+            }
+            Authenticated::Refused(response) => Ok(response),
+        }
+    }
+
+    /// Authenticates an INVITE from one of our phones: the From URI is the agent's AOR
+    /// (`<extension>@<tenant domain>`, also the realm) and the credentials must be that
+    /// extension's. Refusals are a 407 challenge (RFC 3261 §22.3), 403 when banned, 400 for
+    /// a digest URI that is not the Request-URI, or 500 when the database fails.
+    pub(crate) async fn authenticate_invite(
+        &self,
+        request: &Request,
+        peer: &Peer,
+    ) -> Result<AgentAuth, Response> {
+        let Some(aor) = request.headers.from().ok().and_then(|f| f.uri.as_sip().cloned()) else {
+            return Err(Response::for_request(request, StatusCode::BAD_REQUEST));
+        };
+        match self.authenticate(request, peer, &aor, true).await {
+            Ok(Authenticated::Agent(agent)) => Ok(agent),
+            Ok(Authenticated::Refused(response)) => Err(response),
+            Err(e) => {
+                tracing::warn!(error = %e, "database error while authenticating an INVITE");
+                let mut r = Response::for_request(request, StatusCode::SERVER_INTERNAL_ERROR);
+                r.headers.push(HeaderName::RetryAfter, "5");
+                Err(r)
+            }
+        }
+    }
+
+    /// Whether `domain` is a tenant's SIP domain (`<slug>.<base domain>`) that exists.
+    pub(crate) async fn is_tenant_domain(&self, domain: &str) -> bool {
+        matches!(self.tenant_for(&domain.to_ascii_lowercase()).await, Ok(Some(_)))
+    }
+
+    /// The Digest check shared by REGISTER (401, `proxy` false) and INVITE (407).
+    async fn authenticate(
+        &self,
+        request: &Request,
+        peer: &Peer,
+        aor: &sip::SipUri,
+        proxy: bool,
+    ) -> Result<Authenticated, db::DbError> {
+        let source = peer.addr.ip().to_canonical();
+        let now = Instant::now();
+        if self.guard.source_banned(source, now) {
+            return Ok(Authenticated::Refused(Response::for_request(request, StatusCode::FORBIDDEN)));
+        }
         let realm = aor.host.to_string().to_ascii_lowercase();
         let extension = aor.user_unescaped().and_then(|u| String::from_utf8(u).ok()).unwrap_or_default();
         // No credentials for this realm, or unusable ones (another scheme, broken
         // parameters): a fresh challenge (RFC 4475 §3.3.7).
-        let Some(Ok(credentials)) = Credentials::find(&request.headers, &realm, false) else {
-            return Ok(self.challenge(request, &realm, false));
+        let Some(Ok(credentials)) = Credentials::find(&request.headers, &realm, proxy) else {
+            return Ok(Authenticated::Refused(self.challenge(request, &realm, false, proxy)));
         };
         let account_key = format!("{}@{realm}", credentials.username);
         if self.guard.account_banned(&account_key, now) {
-            return Ok(Response::for_request(request, StatusCode::FORBIDDEN));
+            return Ok(Authenticated::Refused(Response::for_request(request, StatusCode::FORBIDDEN)));
         }
         let tenant = self.tenant_for(&realm).await?;
         let account = match tenant {
@@ -244,24 +305,23 @@ impl Registrar {
             });
         let verdict = self.with_realm(&realm, |a| a.verify(SystemTime::now(), request, &credentials, &ha1));
         if let (Verification::Authorized, Some(account), Some(tenant)) = (verdict, &account, tenant) {
-            // Bindings are soft state that phones refresh: commit without waiting for the WAL.
-            let tx = self.db.tenant_tx_async_commit(tenant).await?;
-            return self.bindings(tx, request, peer, tenant, UserId(account.user_id)).await;
+            return Ok(Authenticated::Agent(AgentAuth { tenant, user: UserId(account.user_id), extension }));
         }
-        match (verdict, account, tenant) {
-            (Verification::Stale, Some(_), Some(_)) => Ok(self.challenge(request, &realm, true)),
+        let refusal = match (verdict, account, tenant) {
+            (Verification::Stale, Some(_), Some(_)) => self.challenge(request, &realm, true, proxy),
             (Verification::Failed(AuthFailure::UriMismatch), ..) => {
-                Ok(Response::for_request(request, StatusCode::BAD_REQUEST)
-                    .with_reason("Digest URI Does Not Match Request-URI"))
+                Response::for_request(request, StatusCode::BAD_REQUEST)
+                    .with_reason("Digest URI Does Not Match Request-URI")
             }
             _ => {
                 let banned = self.guard.fail(source, &account_key, now);
                 if banned.source || banned.account {
                     self.audit_ban(tenant, &account_key, source, banned).await;
                 }
-                Ok(self.challenge(request, &realm, false))
+                self.challenge(request, &realm, false, proxy)
             }
-        }
+        };
+        Ok(Authenticated::Refused(refusal))
     }
 
     /// Applies the REGISTER's bindings (authenticated for `user`) and lists the result.

@@ -47,19 +47,42 @@ impl Tu for Services {
             }
             Method::Invite => {
                 let gate = self.gate.clone();
+                let registrar = self.registrar.clone();
                 let calls = self.calls.clone();
                 let core = core.clone();
                 let inbox = calls.expect(transaction);
                 tokio::spawn(async move {
-                    match gate.route(&request, &peer).await {
-                        Ok((tenant, did)) => {
-                            calls.start_inbound(transaction, inbox, request, peer, tenant, did)
+                    // One of our phones places a call when its From is an agent's AOR in a
+                    // tenant's SIP domain; everything else must come from a trunk.
+                    let from_host =
+                        request.headers.from().ok().and_then(|f| f.uri.as_sip().map(|u| u.host.to_string()));
+                    let from_phone = match &from_host {
+                        Some(host) => registrar.is_tenant_domain(host).await,
+                        None => false,
+                    };
+                    let refusal = if from_phone {
+                        match registrar.authenticate_invite(&request, &peer).await {
+                            Ok(agent) => {
+                                calls.start_outbound(transaction, inbox, request, peer, agent);
+                                return;
+                            }
+                            Err(refusal) => refusal,
                         }
-                        Err(refusal) => {
-                            calls.invite_done(transaction);
-                            core.respond(transaction, refusal).await;
+                    } else {
+                        match gate.route(&request, &peer).await {
+                            Ok((tenant, did)) => {
+                                calls.start_inbound(transaction, inbox, request, peer, tenant, did);
+                                return;
+                            }
+                            Err(refusal) => refusal,
                         }
+                    };
+                    let mut refusal = refusal;
+                    if refusal.headers.to().is_ok_and(|to| to.tag().is_none()) {
+                        refusal.set_to_tag(&format!("{:016x}", rand::random::<u64>()));
                     }
+                    calls.invite_done(transaction);
+                    core.respond(transaction, refusal).await;
                 });
                 None
             }

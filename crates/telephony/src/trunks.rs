@@ -327,22 +327,11 @@ impl Trunks {
     /// One keepalive round: the outbound registration when it is due, then OPTIONS. Returns
     /// the status and, for `fail`, why.
     async fn ping(&self, trunk: &TrunkEntry) -> (&'static str, Option<String>) {
-        let target = match tokio::net::lookup_host((trunk.host.as_str(), trunk.port)).await {
-            Ok(mut addrs) => match addrs.next() {
-                Some(a) => crate::transport::canonical(a),
-                None => return ("fail", Some("dns: no address".into())),
-            },
-            Err(_) => return ("fail", Some("dns: lookup failed".into())),
+        let peer = match self.peer_of(trunk).await {
+            Ok(peer) => peer,
+            Err(reason) => return ("fail", Some(reason)),
         };
-        let peer = match trunk.transport.as_str() {
-            "udp" => Peer::udp(target),
-            "tcp" => match crate::transport::connect_tcp(target, &self.streams).await {
-                Ok(id) => Peer { transport: Transport::Tcp, addr: target, connection: Some(id) },
-                Err(_) => return ("fail", Some("connection refused".into())),
-            },
-            _ => return ("fail", Some("tls trunks are not supported yet".into())),
-        };
-        let local = local_addr_towards(target, &self.streams).await;
+        let local = local_addr_towards(peer.addr, &self.streams).await;
         if trunk.register && trunk.credentials.is_some() && self.registration_due(trunk.id) {
             match self.exchange(trunk, &peer, local, Method::Register).await {
                 ("ok", _) => self.registered(trunk.id),
@@ -352,6 +341,41 @@ impl Trunks {
             }
         }
         self.exchange(trunk, &peer, local, Method::Options).await
+    }
+
+    /// Resolves the carrier's address and, for TCP, connects (or reuses the connection).
+    async fn peer_of(&self, trunk: &TrunkEntry) -> Result<Peer, String> {
+        let target = match tokio::net::lookup_host((trunk.host.as_str(), trunk.port)).await {
+            Ok(mut addrs) => match addrs.next() {
+                Some(a) => crate::transport::canonical(a),
+                None => return Err("dns: no address".into()),
+            },
+            Err(_) => return Err("dns: lookup failed".into()),
+        };
+        match trunk.transport.as_str() {
+            "udp" => Ok(Peer::udp(target)),
+            "tcp" => match crate::transport::connect_tcp(target, &self.streams).await {
+                Ok(id) => Ok(Peer { transport: Transport::Tcp, addr: target, connection: Some(id) }),
+                Err(_) => Err("connection refused".into()),
+            },
+            _ => Err("tls trunks are not supported yet".into()),
+        }
+    }
+
+    /// Where an outbound call through `tenant`'s trunk `id` goes, or why it cannot.
+    pub(crate) async fn dial(&self, tenant: TenantId, id: Uuid) -> Result<Dial, String> {
+        let entry = {
+            let index = self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            index.get(&tenant).and_then(|trunks| trunks.iter().find(|t| t.id == id).cloned())
+        };
+        let trunk = entry.ok_or("the outbound trunk is not loaded on this node")?;
+        let peer = self.peer_of(&trunk).await?;
+        Ok(Dial {
+            host: host_of(&trunk.host),
+            port: trunk.port,
+            peer,
+            credentials: trunk.credentials.clone(),
+        })
     }
 
     fn registration_due(&self, trunk: Uuid) -> bool {
@@ -469,6 +493,16 @@ impl Trunks {
         request.headers.push(HeaderName::UserAgent, format!("SIVO/{}", env!("CARGO_PKG_VERSION")));
         request
     }
+}
+
+/// An outbound call's way out through a trunk.
+#[derive(Clone)]
+pub(crate) struct Dial {
+    pub(crate) host: Host,
+    pub(crate) port: u16,
+    pub(crate) peer: Peer,
+    /// Digest credentials for the carrier's 401/407.
+    pub(crate) credentials: Option<(String, String)>,
 }
 
 /// Expiry asked for in outbound registrations to carriers (seconds).

@@ -33,6 +33,11 @@ struct Agent {
 }
 
 async fn setup(ring_timeout_secs: i32) -> Setup {
+    setup_with_trunk_port(ring_timeout_secs, 5060).await
+}
+
+/// The carrier listens on 127.0.0.2:`trunk_port` (for outbound calls).
+async fn setup_with_trunk_port(ring_timeout_secs: i32, trunk_port: i32) -> Setup {
     let db = TestDb::new().await;
     let vault = vault::Vault::from_bytes(&[7u8; 32]);
     let now = Utc::now();
@@ -53,7 +58,7 @@ async fn setup(ring_timeout_secs: i32) -> Setup {
     let fields = db::trunks::TrunkFields {
         name: "carrier",
         host: "127.0.0.2",
-        port: 5060,
+        port: trunk_port,
         transport: "udp",
         allowed_cidrs: &cidrs,
         username: None,
@@ -477,4 +482,133 @@ async fn blind_transfer_to_an_extension_and_to_an_unavailable_one_keeps_the_call
     tx.commit().await.unwrap();
     assert_eq!(failed, 2);
     s.server.shutdown().await;
+}
+
+/// The agent's phone dials `number` (Digest-challenged INVITE) and talks for `pause_ms`.
+async fn agent_dials(s: &Setup, agent: &Agent, number: &str, pause_ms: u32) -> bool {
+    let text = std::fs::read_to_string(format!("{}/tests/sipp/agent_dial.xml", env!("CARGO_MANIFEST_DIR")))
+        .unwrap()
+        .replace("PAUSE", &pause_ms.to_string());
+    let path = common::work_dir().join(format!("{}-agent_dial.xml", Uuid::new_v4().simple()));
+    std::fs::write(&path, text).unwrap();
+    common::run(vec![
+        s.server.udp_addr().to_string(),
+        "-sf".into(),
+        path.display().to_string(),
+        "-s".into(),
+        number.into(),
+        "-key".into(),
+        "domain".into(),
+        DOMAIN.into(),
+        "-key".into(),
+        "ext".into(),
+        agent.extension.clone(),
+        "-au".into(),
+        agent.extension.clone(),
+        "-ap".into(),
+        PASSWORD.into(),
+        // sipp signs `sip:<this>`; by default the server's address, not the Request-URI.
+        "-auth_uri".into(),
+        format!("{number}@{DOMAIN}"),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        common::free_udp_port("127.0.0.1").to_string(),
+        "-mp".into(),
+        common::free_udp_port("127.0.0.1").to_string(),
+        "-m".into(),
+        "1".into(),
+        "-timeout".into(),
+        "60s".into(),
+        "-timeout_error".into(),
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn agent_dials_an_external_number_through_the_trunk_with_the_tenant_caller_id() {
+    let carrier_port = common::free_udp_port("127.0.0.2");
+    let s = setup_with_trunk_port(20, i32::from(carrier_port)).await;
+    let a = agent(&s, "agent@acme.example").await;
+    const NUMBER: &str = "+15557654321";
+    // The carrier checks the Request-URI and that From and P-Asserted-Identity carry the
+    // tenant's caller id: with no caller id configured, the DID on the trunk.
+    let text =
+        std::fs::read_to_string(format!("{}/tests/sipp/carrier_answer.xml", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .replace("CALLER_ID", &regex_escape(DID))
+            .replace("NUMBER", &regex_escape(NUMBER));
+    let path = common::work_dir().join(format!("{}-carrier_answer.xml", Uuid::new_v4().simple()));
+    std::fs::write(&path, text).unwrap();
+    let carrier = common::Background::start(&[
+        "-sf".into(),
+        path.display().to_string(),
+        "-i".into(),
+        "127.0.0.2".into(),
+        "-p".into(),
+        carrier_port.to_string(),
+        "-mp".into(),
+        common::free_udp_port("127.0.0.2").to_string(),
+        "-rtp_echo".into(),
+        "-m".into(),
+        "1".into(),
+        "-timeout".into(),
+        "60s".into(),
+    ]);
+    // An extension that does not exist and is no number: 404 before anything rings.
+    assert!(!agent_dials(&s, &a, "nobody", 0).await, "a call to a non-number must fail");
+    assert!(agent_dials(&s, &a, NUMBER, 3000).await, "the agent's call failed");
+    assert!(carrier.wait_success(Duration::from_secs(10)), "the carrier did not see the expected call");
+
+    let cdr = ended_call(&s).await;
+    assert_eq!(cdr["direction"], "outbound", "{cdr}");
+    assert_eq!(cdr["from"], DID);
+    assert_eq!(cdr["to"], NUMBER);
+    assert_eq!(cdr["agent_id"], serde_json::json!(a.id));
+    assert_eq!(cdr["hangup_side"], "agent");
+    let legs = cdr["legs"].as_array().unwrap();
+    let caller = legs.iter().find(|l| l["leg"] == "caller").unwrap();
+    let callee = legs.iter().find(|l| l["leg"] == "callee").unwrap();
+    assert_eq!(caller["agent_id"], serde_json::json!(a.id));
+    for leg in [caller, callee] {
+        assert_eq!(leg["codec"], "PCMA/8000", "{leg}");
+        assert!(rtp(leg, "packets_received") >= 50, "too few packets received on {leg}");
+        assert!(rtp(leg, "packets_sent") >= 50, "too few packets sent on {leg}");
+    }
+    let types = event_types(&s).await;
+    for t in ["call.created", "call.answered", "call.ended"] {
+        assert!(types.iter().any(|x| x == t), "no {t} in {types:?}");
+    }
+    s.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn agent_calls_another_agents_extension() {
+    let s = setup(20).await;
+    let caller = agent(&s, "caller@acme.example").await;
+    let callee = agent(&s, "callee@acme.example").await;
+    let port = common::free_udp_port("127.0.0.1");
+    register(&s, &callee, port).await;
+    let phone = phone("agent_answer.xml", port);
+    let dialled = agent_dials(&s, &caller, &callee.extension, 2000).await;
+    let cdr = ended_call(&s).await;
+    assert!(dialled, "the internal call failed: {cdr}");
+    assert!(phone.wait_success(Duration::from_secs(10)), "the callee's phone did not finish");
+    assert_eq!(cdr["from"], caller.extension.as_str(), "{cdr}");
+    assert_eq!(cdr["to"], callee.extension.as_str());
+    let agent_leg = cdr["legs"].as_array().unwrap().iter().find(|l| l["leg"] == "agent").unwrap().clone();
+    assert_eq!(agent_leg["agent_id"], serde_json::json!(callee.id));
+    assert!(rtp(&agent_leg, "packets_received") >= 50, "{agent_leg}");
+    s.server.shutdown().await;
+}
+
+/// `text` with the regex metacharacters sipp's ereg would see escaped.
+fn regex_escape(text: &str) -> String {
+    text.chars().fold(String::new(), |mut out, c| {
+        if "+.*?()[]{}|^$\\".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+        out
+    })
 }

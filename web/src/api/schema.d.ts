@@ -1109,7 +1109,7 @@ export interface components {
          * @description Who ended the call.
          * @enum {string}
          */
-        HangupSide: "caller" | "agent" | "system";
+        HangupSide: "caller" | "agent" | "callee" | "system";
         LoginIn: {
             email: string;
             password: string;
@@ -1616,6 +1616,17 @@ export interface components {
          */
         Role: "agent" | "supervisor" | "admin" | "superadmin";
         SettingsOut: {
+            /**
+             * @description The number those calls present (From and P-Asserted-Identity); `null`: the first DID
+             *     on the trunk.
+             */
+            outbound_caller_id?: string | null;
+            /**
+             * Format: uuid
+             * @description The trunk agents' calls to external numbers leave through; `null`: the tenant's first
+             *     trunk (one whose keepalive is OK first).
+             */
+            outbound_trunk_id?: string | null;
             /** @description Record every call (queues can also record their own calls). */
             record_calls: boolean;
             /**
@@ -1625,6 +1636,13 @@ export interface components {
             updated_at?: string | null;
         };
         SettingsPatch: {
+            /** @description E.164-style digits with an optional leading `+` (3 to 20 digits), or `null`. */
+            outbound_caller_id?: string | null;
+            /**
+             * Format: uuid
+             * @description A trunk of this tenant, or `null` for the default.
+             */
+            outbound_trunk_id?: string | null;
             record_calls?: boolean | null;
         };
         /** @description What a softphone needs to register. */
@@ -1698,10 +1716,15 @@ export interface components {
             /** @description The shared secret in base32, for manual entry. */
             secret: string;
         };
-        /** @description Where to send the caller: exactly one of `extension` and `queue_id`. */
+        /** @description Where to send the caller: exactly one of `extension`, `queue_id` and `number`. */
         TransferIn: {
             /** @description An agent's extension in this tenant. */
             extension?: string | null;
+            /**
+             * @description An external number (digits, optional leading `+`), called through the tenant's
+             *     outbound trunk with the tenant's caller id (see `/api/v1/settings`).
+             */
+            number?: string | null;
             queue_id?: null | components["schemas"]["QueueId"];
         };
         TrunkIn: {

@@ -74,7 +74,7 @@ export function humanize(key: string): string {
   return t.charAt(0).toUpperCase() + t.slice(1);
 }
 
-export const HANGUP_SIDE_LABELS: Record<string, string> = { caller: 'Caller hung up', agent: 'Agent hung up', system: 'SIVO ended it' };
+export const HANGUP_SIDE_LABELS: Record<string, string> = { caller: 'Caller hung up', agent: 'Agent hung up', callee: 'Called party hung up', system: 'SIVO ended it' };
 
 /** How the call ended, in words: "Answered · Caller hung up", "Abandoned in queue". */
 export function outcome(c: Pick<Cdr, 'answered_at' | 'queued_at' | 'hangup_cause' | 'hangup_side'>): { label: string; tone: 'success' | 'warning' | 'danger' | 'neutral' } {

@@ -149,13 +149,16 @@ async fn hangup_call(
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
-/// Where to send the caller: exactly one of `extension` and `queue_id`.
+/// Where to send the caller: exactly one of `extension`, `queue_id` and `number`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TransferIn {
     /// An agent's extension in this tenant.
     extension: Option<String>,
     queue_id: Option<QueueId>,
+    /// An external number (digits, optional leading `+`), called through the tenant's
+    /// outbound trunk with the tenant's caller id (see `/api/v1/settings`).
+    number: Option<String>,
 }
 
 /// Blind transfer of an answered call away from its agent. If the destination cannot take
@@ -172,12 +175,22 @@ async fn transfer_call(
     Json(body): Json<TransferIn>,
 ) -> ApiResult<axum::http::StatusCode> {
     let tenant = principal.tenant()?;
-    let target = match (body.extension, body.queue_id) {
-        (Some(ext), None) if !ext.trim().is_empty() && ext.len() <= 32 => {
+    let target = match (body.extension, body.queue_id, body.number) {
+        (Some(ext), None, None) if !ext.trim().is_empty() && ext.len() <= 32 => {
             telephony::TransferTarget::Extension(ext.trim().to_owned())
         }
-        (None, Some(queue)) => telephony::TransferTarget::Queue(queue.as_uuid()),
-        _ => return Err(ApiError::field("extension", "give exactly one of extension and queue_id")),
+        (None, Some(queue), None) => telephony::TransferTarget::Queue(queue.as_uuid()),
+        (None, None, Some(number)) => {
+            let number: String = number.chars().filter(|c| !"-.() ".contains(*c)).collect();
+            let digits = number.strip_prefix('+').unwrap_or(&number);
+            if !(2..=32).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ApiError::field("number", "digits with an optional leading +, 2 to 32 of them"));
+            }
+            telephony::TransferTarget::External(number)
+        }
+        _ => {
+            return Err(ApiError::field("extension", "give exactly one of extension, queue_id and number"));
+        }
     };
     let mut tx = state.db.tenant_tx(tenant).await?;
     let row = db::calls::get_call(&mut tx, id).await?;

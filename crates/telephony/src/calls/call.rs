@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::{CallInput, Calls, Control, Inbox, LiveCall, TransferTarget};
 use crate::core::{ClientEvent, ClientEventKind};
+use crate::registrar::AgentAuth;
 
 const SUPPORTED_CODECS: [CodecKind; 2] = [CodecKind::Pcmu, CodecKind::Pcma];
 const DTMF_PAYLOAD_TYPE: u8 = 101;
@@ -41,6 +42,8 @@ struct CallerLeg {
     sdp_session: u64,
     sdp_version: u64,
     sent_ringing: bool,
+    /// A browser caller (WebRTC over WS/WSS): our SDP answer, reused for re-offers.
+    webrtc_answer: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,9 +56,14 @@ enum AgentState {
     Cancelling,
 }
 
+/// The leg we place: to an agent's phone, or through a trunk to an external number.
 struct AgentLeg {
-    agent: UserId,
+    /// `None` for a leg to an external number.
+    agent: Option<UserId>,
+    /// The agent's extension, or the external number.
     extension: String,
+    /// Set for a leg through a trunk.
+    trunk: Option<TrunkLeg>,
     peer: Peer,
     invite: Request,
     transaction: TransactionId,
@@ -71,6 +79,12 @@ struct AgentLeg {
     /// A browser leg: the INVITE carried no offer (delayed offer, RFC 3261 §13.2.1) and this
     /// is the answer we sent in the ACK, reused for its hold/resume re-offers.
     webrtc_answer: Option<String>,
+}
+
+/// A leg through a trunk: where it goes, and whether the carrier's challenge was answered.
+struct TrunkLeg {
+    dial: crate::trunks::Dial,
+    authorized: bool,
 }
 
 /// An agent INVITE we cancelled, until its final answer arrives.
@@ -124,6 +138,25 @@ struct Call {
     /// During a blind transfer to an extension: the transferor, who gets the call back if
     /// the destination does not answer.
     transfer_back: Option<(UserId, String)>,
+    /// The agent who placed this call from their phone (the caller leg is theirs).
+    originator: Option<AgentAuth>,
+    /// Whether this call marked the originator busy (and frees them at the end).
+    reserved_originator: bool,
+    /// The media shard group of the call's legs.
+    media_group: u128,
+}
+
+/// What is known of a new call before its caller is answered.
+struct Arrival<'a> {
+    tenant: TenantId,
+    direction: domain::events::CallDirection,
+    /// The CDR's from and to.
+    from: String,
+    to: String,
+    did: Option<&'a db::trunks::DidRow>,
+    trunk_id: Option<uuid::Uuid>,
+    /// The agent who placed the call from their phone.
+    originator: Option<AgentAuth>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -137,77 +170,252 @@ pub(super) async fn run_inbound(
     tenant: TenantId,
     did: db::trunks::DidRow,
 ) {
+    let arrival = Arrival {
+        tenant,
+        direction: domain::events::CallDirection::Inbound,
+        from: caller_number(&request),
+        to: did.number.clone(),
+        did: Some(&did),
+        trunk_id: Some(did.trunk_id),
+        originator: None,
+    };
+    let Some(mut call) = accept(calls, inbox_tx, inbox, transaction, request, peer, arrival).await else {
+        return;
+    };
+    call.route(&did).await;
+    call.run().await;
+}
+
+/// Where an agent's own call goes.
+enum Dialed {
+    /// Another agent's extension in the tenant.
+    Agent(UserId),
+    /// An external number, through a trunk.
+    External(OutboundTarget),
+}
+
+/// An outbound call's trunk, number and presented caller id.
+#[derive(Clone)]
+struct OutboundTarget {
+    trunk_id: uuid::Uuid,
+    number: String,
+    caller_id: String,
+}
+
+/// An INVITE from an agent's phone (already authenticated): dials another extension, or an
+/// external number through the tenant's outbound trunk with the tenant's caller id.
+pub(super) async fn run_outbound(
+    calls: Arc<Calls>,
+    inbox_tx: Inbox,
+    inbox: mpsc::UnboundedReceiver<CallInput>,
+    transaction: TransactionId,
+    request: Request,
+    peer: Peer,
+    agent: AgentAuth,
+) {
     let ctx = &calls.ctx;
+    let refuse = |status: StatusCode, reason: &str| {
+        let mut r = Response::for_request(&request, status).with_reason(reason);
+        r.set_to_tag(&super::tag());
+        r
+    };
+    let dialed = dialled(&request);
+    let decided = async {
+        let mut tx = ctx.db.tenant_tx(agent.tenant).await?;
+        let account = db::sip::find_by_extension(&mut tx, &dialed).await?;
+        let route = match account {
+            Some(_) => None,
+            None => db::tenant_settings::outbound_route(&mut tx, agent.tenant).await?,
+        };
+        tx.commit().await?;
+        Ok::<_, db::DbError>((account, route))
+    }
+    .await;
+    let target = match decided {
+        Ok((Some(account), _)) if account.user_id == agent.user.as_uuid() => {
+            Err((StatusCode::FORBIDDEN, "Cannot Call Yourself"))
+        }
+        Ok((Some(account), _)) => Ok(Dialed::Agent(UserId(account.user_id))),
+        Ok((None, _)) if !is_dialable(&dialed) => Err((StatusCode::NOT_FOUND, "No Such Extension Or Number")),
+        Ok((None, None)) => Err((StatusCode::FORBIDDEN, "No Outbound Trunk")),
+        Ok((None, Some(db::tenant_settings::OutboundRoute { caller_id: None, .. }))) => {
+            Err((StatusCode::FORBIDDEN, "No Caller Id (Set One Or Add A DID)"))
+        }
+        Ok((None, Some(db::tenant_settings::OutboundRoute { trunk_id, caller_id: Some(caller_id) }))) => {
+            Ok(Dialed::External(OutboundTarget { trunk_id, number: dialed.clone(), caller_id }))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "routing an agent's call failed");
+            Err((StatusCode::SERVICE_UNAVAILABLE, "Database Unavailable"))
+        }
+    };
+    let target = match target {
+        Ok(t) => t,
+        Err((status, reason)) => {
+            calls.invite_done(transaction);
+            ctx.core.respond(transaction, refuse(status, reason)).await;
+            return;
+        }
+    };
+    let (from, trunk_id) = match &target {
+        Dialed::External(t) => (t.caller_id.clone(), Some(t.trunk_id)),
+        Dialed::Agent(_) => (agent.extension.clone(), None),
+    };
+    let arrival = Arrival {
+        tenant: agent.tenant,
+        direction: domain::events::CallDirection::Outbound,
+        from,
+        to: dialed.chars().take(64).collect(),
+        did: None,
+        trunk_id,
+        originator: Some(agent),
+    };
+    let Some(mut call) = accept(calls, inbox_tx, inbox, transaction, request, peer, arrival).await else {
+        return;
+    };
+    while let Ok(input) = call.inbox.try_recv() {
+        call.on_input(input).await;
+    }
+    if call.ending.is_none() {
+        match target {
+            Dialed::Agent(user) => {
+                call.direct_agent = Some(user);
+                call.next_try = Some(Instant::now());
+            }
+            Dialed::External(target) => {
+                if let Err(reason) = call.ring_external(&target).await {
+                    call.note(
+                        "callee",
+                        "routing",
+                        json!({ "message": "outbound call failed", "reason": reason }),
+                    );
+                    call.end("trunk_unavailable", "system", StatusCode::SERVICE_UNAVAILABLE);
+                }
+            }
+        }
+    }
+    call.run().await;
+}
+
+/// What an agent's phone dialled: the Request-URI's user part without visual separators
+/// (RFC 3966), as typed — an extension, or a number passed to the carrier unchanged.
+fn dialled(request: &Request) -> String {
+    let user = match &request.uri {
+        Uri::Sip(u) => u.user_unescaped().and_then(|u| String::from_utf8(u).ok()).unwrap_or_default(),
+        Uri::Tel(t) => t.number.clone(),
+        Uri::Other(_) => String::new(),
+    };
+    let user = user.split(';').next().unwrap_or_default();
+    user.chars().filter(|c| !"-.() ".contains(*c)).take(64).collect()
+}
+
+/// Whether an agent may dial this as an external number: digits with an optional leading
+/// `+` (and `*`/`#` for carrier services), nothing that could smuggle URI syntax.
+fn is_dialable(number: &str) -> bool {
+    let digits = number.strip_prefix('+').unwrap_or(number);
+    (2..=32).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+}
+
+/// Takes the caller's INVITE: negotiates media (plain RTP, or WebRTC for a browser), checks
+/// the session timer, records the call and publishes it. Answers the INVITE itself and gives
+/// `None` when the call cannot be taken.
+async fn accept(
+    calls: Arc<Calls>,
+    inbox_tx: Inbox,
+    inbox: mpsc::UnboundedReceiver<CallInput>,
+    transaction: TransactionId,
+    request: Request,
+    peer: Peer,
+    arrival: Arrival<'_>,
+) -> Option<Call> {
+    let ctx = &calls.ctx;
+    let tenant = arrival.tenant;
     let reject = |status: StatusCode, reason: &str| {
         let mut r = Response::for_request(&request, status).with_reason(reason);
         r.set_to_tag(&super::tag());
         r
     };
-    // What the caller offers and what we take of it.
-    let offer = match std::str::from_utf8(&request.body).ok().map(SessionDescription::parse) {
-        Some(Ok(offer)) => offer,
-        _ if request.body.is_empty() => {
+    let refuse = |response: Response| {
+        let calls = calls.clone();
+        async move {
             calls.invite_done(transaction);
-            ctx.core
-                .respond(transaction, reject(StatusCode::NOT_ACCEPTABLE_HERE, "SDP Offer Required"))
-                .await;
-            return;
-        }
-        _ => {
-            calls.invite_done(transaction);
-            ctx.core.respond(transaction, reject(StatusCode::BAD_REQUEST, "Malformed SDP")).await;
-            return;
+            calls.ctx.core.respond(transaction, response).await;
         }
     };
-    let remote_media = offer.audio().and_then(|m| m.remote_addr(&offer));
-    let Some(codec) = media::sdp::negotiate(&offer, &SUPPORTED_CODECS) else {
-        calls.invite_done(transaction);
-        ctx.core
-            .respond(transaction, reject(StatusCode::NOT_ACCEPTABLE_HERE, "No Common Codec (PCMU, PCMA)"))
-            .await;
-        return;
+    // What the caller offers and what we take of it.
+    let body = std::str::from_utf8(&request.body).ok();
+    let offer = match body.map(SessionDescription::parse) {
+        Some(Ok(offer)) => offer,
+        _ if request.body.is_empty() => {
+            refuse(reject(StatusCode::NOT_ACCEPTABLE_HERE, "SDP Offer Required")).await;
+            return None;
+        }
+        _ => {
+            refuse(reject(StatusCode::BAD_REQUEST, "Malformed SDP")).await;
+            return None;
+        }
     };
     // RFC 4028: an interval below our minimum gets 422 with Min-SE.
     let session_expires = session_expires(&request);
     if let Some(interval) = session_expires
         && interval < ctx.config.min_session_expires
     {
-        calls.invite_done(transaction);
         let mut r =
             reject(StatusCode::new(422).unwrap_or(StatusCode::BAD_REQUEST), "Session Interval Too Small");
         r.headers.push(HeaderName::MinSe, ctx.config.min_session_expires.to_string());
-        ctx.core.respond(transaction, r).await;
-        return;
+        refuse(r).await;
+        return None;
     }
     let id = CallId(uuid::Uuid::now_v7());
-    let media_leg = match ctx.media.open_leg(id.as_uuid().as_u128()).await {
-        Ok(leg) => leg,
-        Err(e) => {
-            tracing::warn!(error = %e, "no media port for a new call");
-            calls.invite_done(transaction);
-            ctx.core.respond(transaction, reject(StatusCode::SERVICE_UNAVAILABLE, "Media Unavailable")).await;
-            return;
+    let media_group = match &arrival.originator {
+        Some(agent) => calls.media_group(agent.user, id),
+        None => id.as_uuid().as_u128(),
+    };
+    let browser = matches!(peer.transport, Transport::Ws | Transport::Wss);
+    let plain = media::sdp::negotiate(&offer, &SUPPORTED_CODECS);
+    let (media_leg, codec, webrtc_answer) = match (plain, browser) {
+        (Some(codec), _) => match ctx.media.open_leg(media_group).await {
+            Ok(leg) => {
+                if let Some(remote) = offer.audio().and_then(|m| m.remote_addr(&offer)) {
+                    let _ = ctx.media.set_remote(leg.id, remote, codec).await;
+                }
+                (leg, codec, None)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no media port for a new call");
+                refuse(reject(StatusCode::SERVICE_UNAVAILABLE, "Media Unavailable")).await;
+                return None;
+            }
+        },
+        (None, true) => match ctx.media.open_webrtc_leg(media_group, body.unwrap_or_default()).await {
+            Ok((leg, answer)) => {
+                let codec = webrtc_codec(ctx, leg.id).await;
+                (leg, codec, Some(answer))
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "a browser's WebRTC offer could not be answered");
+                refuse(reject(StatusCode::NOT_ACCEPTABLE_HERE, "No Common Codec (PCMU, PCMA)")).await;
+                return None;
+            }
+        },
+        (None, false) => {
+            refuse(reject(StatusCode::NOT_ACCEPTABLE_HERE, "No Common Codec (PCMU, PCMA)")).await;
+            return None;
         }
     };
-    if let Some(remote) = remote_media {
-        let _ = ctx.media.set_remote(media_leg.id, remote, codec).await;
-    }
     let local_tag = super::tag();
     let local = super::local_towards(&ctx.streams, &peer).await;
     let local_contact = contact_for(local, &peer.transport);
     let Ok(dialog) = Dialog::new_uas(&request, &local_tag, local_contact) else {
         let _ = ctx.media.close_leg(media_leg.id).await;
-        calls.invite_done(transaction);
-        ctx.core.respond(transaction, reject(StatusCode::BAD_REQUEST, "Missing Contact")).await;
-        return;
+        refuse(reject(StatusCode::BAD_REQUEST, "Missing Contact")).await;
+        return None;
     };
     let Some(domain) = tenant_domain(ctx, tenant).await else {
         let _ = ctx.media.close_leg(media_leg.id).await;
-        calls.invite_done(transaction);
-        ctx.core.respond(transaction, reject(StatusCode::SERVICE_UNAVAILABLE, "Database Unavailable")).await;
-        return;
+        refuse(reject(StatusCode::SERVICE_UNAVAILABLE, "Database Unavailable")).await;
+        return None;
     };
-    let from_number = caller_number(&request);
     let now = Utc::now();
     let created = async {
         let mut tx = ctx.db.tenant_tx(tenant).await?;
@@ -216,12 +424,12 @@ pub(super) async fn run_inbound(
             tenant,
             &db::calls::NewCall {
                 id,
-                direction: domain::events::CallDirection::Inbound,
-                from: &from_number,
-                to: &did.number,
-                did: Some(&did.number),
-                did_id: Some(did.id),
-                trunk_id: Some(did.trunk_id),
+                direction: arrival.direction,
+                from: &arrival.from,
+                to: &arrival.to,
+                did: arrival.did.map(|d| d.number.as_str()),
+                did_id: arrival.did.map(|d| d.id),
+                trunk_id: arrival.trunk_id,
                 at: now,
             },
         )
@@ -233,25 +441,29 @@ pub(super) async fn run_inbound(
     if let Err(e) = created {
         tracing::warn!(error = %e, "could not record a new call");
         let _ = ctx.media.close_leg(media_leg.id).await;
-        calls.invite_done(transaction);
-        ctx.core.respond(transaction, reject(StatusCode::SERVICE_UNAVAILABLE, "Database Unavailable")).await;
-        return;
+        refuse(reject(StatusCode::SERVICE_UNAVAILABLE, "Database Unavailable")).await;
+        return None;
     }
+    // The agent placing a call is busy with it: queues do not ring them meanwhile. (On a
+    // consultation call they are busy already, and stay so until their first call ends.)
+    let reserved_originator = arrival.originator.as_ref().is_some_and(|a| calls.reserve_agent(a.user));
     calls.add_dialog(&dialog.id().call_id, &local_tag, &inbox_tx);
     calls.publish(
         LiveCall {
             id,
             tenant_id: tenant,
-            from: from_number.clone(),
-            to: did.number.clone(),
+            from: arrival.from.clone(),
+            to: arrival.to.clone(),
             state: "ringing",
-            agent_id: None,
+            agent_id: arrival.originator.as_ref().map(|a| a.user),
             queue_id: None,
             created_at: now,
+            media_group,
         },
         &inbox_tx,
     );
     let (client_tx, client_rx) = mpsc::unbounded_channel();
+    let min_se = ctx.config.min_session_expires;
     let mut call = Call {
         calls: calls.clone(),
         inbox_tx,
@@ -261,7 +473,7 @@ pub(super) async fn run_inbound(
         id,
         tenant,
         domain,
-        from_number,
+        from_number: arrival.from,
         caller: CallerLeg {
             invite_tx: transaction,
             invite: request,
@@ -273,6 +485,7 @@ pub(super) async fn run_inbound(
             sdp_session: rand::random::<u32>().into(),
             sdp_version: 1,
             sent_ringing: false,
+            webrtc_answer,
         },
         agent: None,
         past_legs: Vec::new(),
@@ -283,19 +496,31 @@ pub(super) async fn run_inbound(
         next_try: None,
         timeline: Vec::new(),
         ending: None,
-        session_timer: session_expires.map(|s| (s.max(calls.ctx.config.min_session_expires), Instant::now())),
+        session_timer: session_expires.map(|s| (s.max(min_se), Instant::now())),
         recording: None,
         answered: false,
         transfer_back: None,
+        originator: arrival.originator,
+        reserved_originator,
+        media_group,
     };
+    let webrtc = call.caller.webrtc_answer.is_some();
     call.note(
         "caller",
         "sip",
-        json!({ "message": "INVITE received", "transport": call.caller.peer.transport.as_str() }),
+        json!({ "message": "INVITE received", "transport": call.caller.peer.transport.as_str(), "webrtc": webrtc }),
     );
     call.note("caller", "codec", json!({ "codec": codec_name(codec), "payload_type": codec.payload_type }));
-    call.route(&did).await;
-    call.run().await;
+    Some(call)
+}
+
+/// The G.711 codec a WebRTC leg settled on (it is chosen when the offer is answered).
+async fn webrtc_codec(ctx: &super::CallCtx, leg: media::LegId) -> Codec {
+    let name = ctx.media.stats(leg).await.ok().and_then(|s| s.codec);
+    match name.as_deref() {
+        Some("PCMA/8000") => Codec::new(CodecKind::Pcma),
+        _ => Codec::new(CodecKind::Pcmu),
+    }
 }
 
 impl Call {
@@ -416,9 +641,10 @@ impl Call {
             && let AgentState::Ringing { deadline } = agent.state
             && deadline <= now
         {
-            self.note("agent", "sip", json!({ "message": "ring timeout", "agent_id": agent.agent }));
+            let (agent_id, leg) = (agent.agent, leg_name(agent));
+            self.note(leg, "sip", json!({ "message": "ring timeout", "agent_id": agent_id }));
             self.cancel_agent("no_answer").await;
-            self.next_try = Some(now);
+            self.after_failed_leg(agent_id, leg, 480, "ring timeout", "no_answer").await;
             return;
         }
         if let Some(q) = &self.queue
@@ -555,7 +781,7 @@ impl Call {
         let leg = if webrtc {
             None
         } else {
-            Some(ctx.media.open_leg(self.id.as_uuid().as_u128()).await.map_err(|e| format!("media: {e}"))?)
+            Some(ctx.media.open_leg(self.media_group).await.map_err(|e| format!("media: {e}"))?)
         };
         let local = super::local_towards(&ctx.streams, &peer).await;
         let local_contact = contact_for(local, &peer.transport);
@@ -617,8 +843,9 @@ impl Call {
             self.queue.as_ref().map_or(30, |q| u64::try_from(q.queue.ring_timeout_secs).unwrap_or(20));
         self.note("agent", "sip", json!({ "message": "INVITE sent", "agent_id": agent, "extension": extension, "transport": peer.transport.as_str() }));
         self.agent = Some(AgentLeg {
-            agent,
+            agent: Some(agent),
             extension,
+            trunk: None,
             peer,
             invite,
             transaction,
@@ -636,6 +863,177 @@ impl Call {
         Ok(())
     }
 
+    /// Calls an external number through the tenant's trunk, presenting the tenant's caller id.
+    async fn ring_external(&mut self, target: &OutboundTarget) -> Result<(), String> {
+        let calls = self.calls.clone();
+        let ctx = &calls.ctx;
+        let dial = ctx.trunks.dial(self.tenant, target.trunk_id).await?;
+        let leg = ctx.media.open_leg(self.media_group).await.map_err(|e| format!("media: {e}"))?;
+        let peer = dial.peer.clone();
+        let local = super::local_towards(&ctx.streams, &peer).await;
+        let local_contact = contact_for(local, &peer.transport);
+        let offer = media::sdp::offer(
+            rand::random::<u32>().into(),
+            1,
+            leg.local,
+            &outbound_codecs(self.caller.codec.kind),
+            Some(DTMF_PAYLOAD_TYPE),
+            Direction::SendRecv,
+        );
+        let mut uri = SipUri::new(dial.host.clone()).with_user(target.number.clone()).with_port(dial.port);
+        if peer.transport != Transport::Udp {
+            uri = uri.with_param("transport", Some(peer.transport.as_str().to_ascii_lowercase()));
+        }
+        let local_host = match local.ip().to_canonical() {
+            std::net::IpAddr::V4(v4) => Host::Ipv4(v4),
+            std::net::IpAddr::V6(v6) => Host::Ipv6(v6),
+        };
+        let identity = Uri::Sip(SipUri::new(local_host).with_user(target.caller_id.clone()));
+        let mut from = NameAddr::new(identity.clone());
+        from.set_tag(&super::tag());
+        let to = NameAddr::new(Uri::Sip(SipUri::new(dial.host.clone()).with_user(target.number.clone())));
+        let mut invite = sip::dialog::new_request(RequestParts {
+            method: Method::Invite,
+            uri: Uri::Sip(uri),
+            from,
+            to,
+            call_id: format!("{}-{:08x}@sivo", self.id, rand::random::<u32>()),
+            cseq: 1,
+            via: via_for(local, &peer.transport),
+            contact: Some(local_contact.clone()),
+            routes: Vec::new(),
+        });
+        let h = &mut invite.headers;
+        // RFC 3325: carriers take the presented number from here when they trust us.
+        h.push(HeaderName::Other("P-Asserted-Identity".into()), format!("<{identity}>"));
+        h.push(HeaderName::Allow, "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE");
+        h.push(HeaderName::UserAgent, format!("SIVO/{}", env!("CARGO_PKG_VERSION")));
+        h.push(HeaderName::ContentType, "application/sdp");
+        invite.body = offer.into_bytes();
+        let Some(transaction) = ctx.core.start(invite.clone(), peer.clone(), self.client_tx.clone()).await
+        else {
+            let _ = ctx.media.close_leg(leg.id).await;
+            return Err("the INVITE could not be sent".into());
+        };
+        if let (Ok(call_id), Some(tag)) =
+            (invite.headers.call_id(), invite.headers.from().ok().and_then(|f| f.tag().map(str::to_owned)))
+        {
+            self.calls.add_dialog(call_id, &tag, &self.inbox_tx);
+        }
+        self.note(
+            "callee",
+            "sip",
+            json!({ "message": "INVITE sent", "number": target.number, "trunk_id": target.trunk_id, "caller_id": target.caller_id, "transport": peer.transport.as_str() }),
+        );
+        self.agent = Some(AgentLeg {
+            agent: None,
+            extension: target.number.clone(),
+            trunk: Some(TrunkLeg { dial, authorized: false }),
+            peer,
+            invite,
+            transaction,
+            local_contact,
+            local,
+            dialog: None,
+            media: Some(leg),
+            state: AgentState::Ringing { deadline: Instant::now() + OUTBOUND_RING_TIMEOUT },
+            codec: None,
+            on_hold: false,
+            webrtc_answer: None,
+        });
+        Ok(())
+    }
+
+    /// The tenant's way out to `number`.
+    async fn outbound_target(&self, number: &str) -> Result<OutboundTarget, String> {
+        let ctx = &self.calls.ctx;
+        let mut tx = ctx.db.tenant_tx(self.tenant).await.map_err(|e| format!("database: {e}"))?;
+        let route = db::tenant_settings::outbound_route(&mut tx, self.tenant)
+            .await
+            .map_err(|e| format!("database: {e}"))?;
+        let _ = tx.commit().await;
+        match route {
+            Some(db::tenant_settings::OutboundRoute { trunk_id, caller_id: Some(caller_id) }) => {
+                Ok(OutboundTarget { trunk_id, number: number.to_owned(), caller_id })
+            }
+            Some(_) => Err("no caller id for outbound calls".into()),
+            None => Err("no outbound trunk".into()),
+        }
+    }
+
+    /// A carrier's 183 with SDP (ringback, announcements): the caller hears it before the
+    /// answer, through our 183 with SDP (RFC 3960 gateway model).
+    async fn early_media(&mut self, response: &Response) {
+        let calls = self.calls.clone();
+        let ctx = &calls.ctx;
+        let Some(agent) = self.agent.as_mut() else { return };
+        let Some(leg) = agent.media.as_ref().map(|m| m.id) else { return };
+        let answer = std::str::from_utf8(&response.body).ok().and_then(|b| SessionDescription::parse(b).ok());
+        let negotiated = answer.as_ref().and_then(|a| media::sdp::negotiate(a, &SUPPORTED_CODECS));
+        let remote = answer.as_ref().and_then(|a| a.audio().and_then(|m| m.remote_addr(a)));
+        let (Some(codec), Some(remote)) = (negotiated, remote) else { return };
+        let _ = ctx.media.set_remote(leg, remote, codec).await;
+        agent.codec = Some(codec);
+        if let Err(e) = ctx.media.bridge(self.caller.media.id, leg).await {
+            tracing::warn!(error = %e, "early media bridge failed");
+            return;
+        }
+        let mut progress =
+            self.caller.dialog.create_response(&self.caller.invite, StatusCode::SESSION_PROGRESS);
+        progress.headers.push(HeaderName::ContentType, "application/sdp");
+        progress.body = self.caller_sdp(Direction::SendRecv).into_bytes();
+        ctx.core.respond(self.caller.invite_tx, progress).await;
+        self.caller.sent_ringing = true;
+        self.note("caller", "sip", json!({ "message": "183 Session Progress sent (early media)" }));
+    }
+
+    /// Our SDP towards the caller: the WebRTC answer for a browser, else a plain RTP answer.
+    fn caller_sdp(&self, direction: Direction) -> String {
+        match &self.caller.webrtc_answer {
+            Some(answer) => with_direction(answer, direction),
+            None => media::sdp::answer(
+                self.caller.sdp_session,
+                self.caller.sdp_version,
+                self.caller.media.local,
+                self.caller.codec,
+                direction,
+            ),
+        }
+    }
+
+    /// A carrier's 401/407 to our INVITE: sends it again once with the trunk's credentials.
+    /// `false` when there is nothing (more) to answer the challenge with.
+    async fn authorize_trunk_invite(&mut self, response: &Response) -> bool {
+        let core = self.calls.ctx.core.clone();
+        let Some(agent) = self.agent.as_mut() else { return false };
+        let Some(trunk) = agent.trunk.as_mut() else { return false };
+        let (Some((user, password)), false) = (trunk.dial.credentials.clone(), trunk.authorized) else {
+            return false;
+        };
+        let Some(challenge) = sip::auth::DigestClient::select_challenge(response) else { return false };
+        trunk.authorized = true;
+        let mut invite = agent.invite.clone();
+        let seq = invite.headers.cseq().map(|c| c.seq).unwrap_or(1) + 1;
+        invite.headers.set(HeaderName::CSeq, format!("{seq} INVITE"));
+        invite.headers.set(HeaderName::Via, via_for(agent.local, &agent.peer.transport).to_string());
+        let cnonce = format!("{:016x}", rand::random::<u64>());
+        let proxy = response.status == StatusCode::PROXY_AUTHENTICATION_REQUIRED;
+        sip::auth::DigestClient::new(user, password).authorize_request(
+            &mut invite,
+            &challenge,
+            proxy,
+            &cnonce,
+        );
+        let Some(transaction) = core.start(invite.clone(), agent.peer.clone(), self.client_tx.clone()).await
+        else {
+            return false;
+        };
+        agent.invite = invite;
+        agent.transaction = transaction;
+        self.note("callee", "sip", json!({ "message": format!("{} {}; INVITE sent again with credentials", response.status.as_u16(), response.reason) }));
+        true
+    }
+
     /// Responses to the agent INVITE (and to our in-dialog requests, which need nothing).
     async fn on_client(&mut self, event: ClientEvent) {
         if let Some(i) = self.cancelled.iter().position(|c| c.transaction == event.transaction) {
@@ -646,20 +1044,28 @@ impl Call {
         if event.transaction != agent.transaction {
             return;
         }
+        let (external, leg) = (agent.trunk.is_some(), leg_name(agent));
         match event.kind {
             ClientEventKind::Response(response) => {
                 let status = response.status;
                 if status.is_success() {
                     self.agent_answered(response).await;
+                } else if matches!(status.as_u16(), 401 | 407)
+                    && external
+                    && self.authorize_trunk_invite(&response).await
+                {
+                    // Sent again with credentials; its answer comes on the new transaction.
                 } else if status.as_u16() >= 300 {
                     self.agent_failed(status.as_u16(), &response.reason).await;
                 } else if status != StatusCode::TRYING {
                     self.note(
-                        "agent",
+                        leg,
                         "sip",
                         json!({ "message": format!("{} {}", status.as_u16(), response.reason) }),
                     );
-                    if self.direct_agent.is_some()
+                    if external && !response.body.is_empty() && self.caller.state == CallerState::Early {
+                        self.early_media(&response).await;
+                    } else if (self.direct_agent.is_some() || external)
                         && self.caller.state == CallerState::Early
                         && !self.caller.sent_ringing
                     {
@@ -696,11 +1102,9 @@ impl Call {
         if agent.media.is_none() && self.ending.is_none() {
             // Delayed offer: the browser's offer is in this 2xx, our answer goes in the ACK.
             let offer = std::str::from_utf8(&response.body).unwrap_or_default();
-            match ctx.media.open_webrtc_leg(self.id.as_uuid().as_u128(), offer).await {
+            match ctx.media.open_webrtc_leg(self.media_group, offer).await {
                 Ok((leg, answer)) => {
-                    agent.codec = SessionDescription::parse(&answer)
-                        .ok()
-                        .and_then(|a| media::sdp::negotiate(&a, &SUPPORTED_CODECS));
+                    agent.codec = Some(webrtc_codec(ctx, leg.id).await);
                     ack.headers.push(HeaderName::ContentType, "application/sdp");
                     ack.body = answer.clone().into_bytes();
                     agent.media = Some(leg);
@@ -751,11 +1155,11 @@ impl Call {
         let Some(agent) = self.agent.as_mut() else { return };
         agent.state = AgentState::Up;
         let webrtc = agent.webrtc_answer.is_some();
-        let (agent_id, codec) = (agent.agent, agent.codec);
-        self.note("agent", "sip", json!({ "message": "200 OK", "agent_id": agent_id, "webrtc": webrtc }));
+        let (agent_id, codec, leg) = (agent.agent, agent.codec, leg_name(agent));
+        self.note(leg, "sip", json!({ "message": "200 OK", "agent_id": agent_id, "webrtc": webrtc }));
         if let Some(codec) = codec {
             self.note(
-                "agent",
+                leg,
                 "codec",
                 json!({ "codec": codec_name(codec), "payload_type": codec.payload_type }),
             );
@@ -772,7 +1176,10 @@ impl Call {
         let ctx = &calls.ctx;
         let Some(agent) = &self.agent else { return };
         let Some(b) = agent.media.as_ref().map(|m| m.id) else { return };
-        let (a, agent_id) = (self.caller.media.id, agent.agent);
+        // The agent on the call: the one rung, or the one who dialled out; none when a caller
+        // was transferred to an external number.
+        let agent_id = agent.agent.or(self.originator.as_ref().map(|o| o.user));
+        let a = self.caller.media.id;
         if let Err(e) = ctx.media.bridge(a, b).await {
             tracing::warn!(error = %e, "bridge failed");
         }
@@ -812,7 +1219,7 @@ impl Call {
         let now = Utc::now();
         let recorded = async {
             let mut tx = ctx.db.tenant_tx(self.tenant).await?;
-            db::calls::answer_call(&mut tx, self.tenant, self.id, Some(agent_id), now).await?;
+            db::calls::answer_call(&mut tx, self.tenant, self.id, agent_id, now).await?;
             tx.commit().await?;
             Ok::<_, db::DbError>(())
         }
@@ -822,7 +1229,7 @@ impl Call {
         }
         self.calls.update(self.id, |c| {
             c.state = "answered";
-            c.agent_id = Some(agent_id);
+            c.agent_id = agent_id;
             c.queue_id = queue_id;
         });
     }
@@ -830,9 +1237,9 @@ impl Call {
     /// The agent declined, was busy, or never answered in time.
     async fn agent_failed(&mut self, status: u16, reason: &str) {
         let Some(agent) = &self.agent else { return };
-        let agent_id = agent.agent;
+        let (agent_id, leg) = (agent.agent, leg_name(agent));
         let cancelling = agent.state == AgentState::Cancelling;
-        self.note("agent", "sip", json!({ "message": format!("{status} {reason}"), "agent_id": agent_id }));
+        self.note(leg, "sip", json!({ "message": format!("{status} {reason}"), "agent_id": agent_id }));
         let cause = match status {
             486 | 600 => "busy",
             603 => "declined",
@@ -844,8 +1251,24 @@ impl Call {
         if cancelling || self.ending.is_some() {
             return;
         }
+        self.after_failed_leg(agent_id, leg, status, reason, cause).await;
+    }
+
+    /// What follows a leg that did not answer: a transfer returns to its transferor, a call
+    /// to one agent or one number ends with the callee's answer, a queue tries the next agent.
+    async fn after_failed_leg(
+        &mut self,
+        agent_id: Option<UserId>,
+        leg: &'static str,
+        status: u16,
+        reason: &str,
+        cause: &str,
+    ) {
+        if self.ending.is_some() {
+            return;
+        }
         if let Some((transferor, destination)) = self.transfer_back.take()
-            && transferor != agent_id
+            && Some(transferor) != agent_id
         {
             // The transfer destination did not take the call: it goes back to the transferor.
             let reason = format!("destination answered {status} {reason}");
@@ -865,6 +1288,17 @@ impl Call {
             self.direct_agent = Some(transferor);
             self.tried.clear();
             self.next_try = Some(Instant::now());
+            return;
+        }
+        if leg == "callee" {
+            // An external number's answer goes back to the agent who dialled it.
+            let answer = match status {
+                404 | 484 | 486 | 600 | 603 => {
+                    StatusCode::new(status).unwrap_or(StatusCode::TEMPORARILY_UNAVAILABLE)
+                }
+                _ => StatusCode::TEMPORARILY_UNAVAILABLE,
+            };
+            self.end(&format!("callee_{cause}"), "callee", answer);
             return;
         }
         if self.direct_agent.is_some() {
@@ -933,7 +1367,12 @@ impl Call {
                 core.respond(transaction, self.caller.dialog.create_response(&request, StatusCode::OK)).await;
                 self.caller.state = CallerState::Gone;
                 self.note("caller", "sip", json!({ "message": "BYE received" }));
-                self.end("caller_hangup", "caller", StatusCode::OK);
+                // In an agent's own call the caller leg is the agent.
+                if self.originator.is_some() {
+                    self.end("agent_hangup", "agent", StatusCode::OK);
+                } else {
+                    self.end("caller_hangup", "caller", StatusCode::OK);
+                }
             }
             Method::Invite | Method::Update => {
                 // A re-INVITE/UPDATE: a new offer (hold, codec change, session refresh).
@@ -954,7 +1393,8 @@ impl Call {
         }
     }
 
-    /// Answers a new offer from the caller on the same media port.
+    /// Answers a new offer from the caller on the same media port. When the caller is an
+    /// agent (their own outbound call), hold plays music to the other party.
     async fn reoffer_caller(&mut self, request: &Request) -> Response {
         let calls = self.calls.clone();
         let ctx = &calls.ctx;
@@ -969,30 +1409,38 @@ impl Call {
                     .create_response(request, StatusCode::BAD_REQUEST)
                     .with_reason("Malformed SDP");
             };
-            let Some(codec) = media::sdp::negotiate(&offer, &SUPPORTED_CODECS) else {
-                return self.caller.dialog.create_response(request, StatusCode::NOT_ACCEPTABLE_HERE);
-            };
-            if let Some(m) = offer.audio() {
-                direction = m.direction.answer_to();
-                if let Some(remote) = m.remote_addr(&offer) {
+            let audio = offer.audio();
+            direction = audio.map_or(Direction::SendRecv, |m| m.direction.answer_to());
+            // A browser keeps its ICE and DTLS session; only the direction moves.
+            if self.caller.webrtc_answer.is_none() {
+                let Some(codec) = media::sdp::negotiate(&offer, &SUPPORTED_CODECS) else {
+                    return self.caller.dialog.create_response(request, StatusCode::NOT_ACCEPTABLE_HERE);
+                };
+                if let Some(remote) = audio.and_then(|m| m.remote_addr(&offer)) {
                     let _ = ctx.media.set_remote(self.caller.media.id, remote, codec).await;
                 }
+                self.caller.codec = codec;
             }
-            self.caller.codec = codec;
+            let hold = matches!(direction, Direction::RecvOnly | Direction::Inactive);
+            if self.originator.is_some()
+                && let Some(other) = self.agent.as_mut().filter(|a| a.state == AgentState::Up)
+                && let Some(other_media) = other.media.as_ref().map(|m| m.id)
+                && hold != other.on_hold
+            {
+                other.on_hold = hold;
+                if hold {
+                    let _ = ctx.media.play(other_media, media::Playback::MusicOnHold).await;
+                } else {
+                    let _ = ctx.media.stop_play(other_media).await;
+                }
+            }
             self.note("caller", "sip", json!({ "message": format!("re-{} with offer", request.method), "direction": format!("{direction:?}") }));
         }
         self.caller.sdp_version += 1;
         let mut response = self.caller.dialog.create_response(request, StatusCode::OK);
         if !request.body.is_empty() || request.method == Method::Invite {
-            let sdp = media::sdp::answer(
-                self.caller.sdp_session,
-                self.caller.sdp_version,
-                self.caller.media.local,
-                self.caller.codec,
-                direction,
-            );
             response.headers.push(HeaderName::ContentType, "application/sdp");
-            response.body = sdp.into_bytes();
+            response.body = self.caller_sdp(direction).into_bytes();
         }
         if let Some((secs, _)) = self.session_timer {
             response.headers.push(HeaderName::SessionExpires, format!("{secs};refresher=uac"));
@@ -1024,8 +1472,13 @@ impl Call {
             Method::Bye => {
                 core.respond(transaction, dialog.create_response(&request, StatusCode::OK)).await;
                 agent.dialog = None;
-                self.note("agent", "sip", json!({ "message": "BYE received" }));
-                self.end("agent_hangup", "agent", StatusCode::OK);
+                if agent.trunk.is_some() {
+                    self.note("callee", "sip", json!({ "message": "BYE received" }));
+                    self.end("callee_hangup", "callee", StatusCode::OK);
+                } else {
+                    self.note("agent", "sip", json!({ "message": "BYE received" }));
+                    self.end("agent_hangup", "agent", StatusCode::OK);
+                }
             }
             Method::Invite | Method::Update => {
                 let response = self.reoffer_agent(&request).await;
@@ -1068,7 +1521,7 @@ impl Call {
         core.respond(transaction, accepted).await;
         let by = self.agent.as_ref().map_or_else(db::audit::Actor::system, |a| db::audit::Actor {
             kind: "user",
-            id: Some(a.agent.as_uuid()),
+            id: a.agent.map(|u| u.as_uuid()),
             label: Some(format!("extension {}", a.extension)),
         });
         let outcome = self.blind_transfer_notify_first(TransferTarget::Extension(extension), by).await;
@@ -1114,7 +1567,10 @@ impl Call {
         let Some(agent) = self.agent.as_ref().filter(|a| a.state == AgentState::Up) else {
             return Err("the call has no answered agent to transfer from".into());
         };
-        let (from_agent, destination) = (agent.agent, target.to_string());
+        let Some(from_agent) = agent.agent else {
+            return Err("only a call answered by an agent can be transferred".into());
+        };
+        let destination = target.to_string();
         let checked = self.check_destination(&target, from_agent).await;
         if let Err(reason) = &checked {
             self.note(
@@ -1148,6 +1604,19 @@ impl Call {
                 self.next_try = Some(Instant::now());
             }
             (TransferTarget::Extension(_), _) => {}
+            (TransferTarget::External(number), _) => {
+                self.queue = None;
+                self.direct_agent = None;
+                self.transfer_back = Some((from_agent, format!("number {number}")));
+                let route = self.outbound_target(&number).await;
+                let rung = match route {
+                    Ok(target) => self.ring_external(&target).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(reason) = rung {
+                    self.after_failed_leg(None, "callee", 503, &reason, "failed").await;
+                }
+            }
         }
         Ok(())
     }
@@ -1166,6 +1635,17 @@ impl Call {
                 Ok(_) => Ok(None),
                 Err(_) => Err(format!("queue {queue} does not exist")),
             },
+            TransferTarget::External(number) if !is_dialable(number) => {
+                Err(format!("{number} is not a dialable number"))
+            }
+            TransferTarget::External(_) => {
+                match db::tenant_settings::outbound_route(&mut tx, self.tenant).await {
+                    Ok(Some(db::tenant_settings::OutboundRoute { caller_id: Some(_), .. })) => Ok(None),
+                    Ok(Some(_)) => Err("no caller id for outbound calls (set one or add a DID)".into()),
+                    Ok(None) => Err("no outbound trunk".into()),
+                    Err(e) => Err(format!("database: {e}")),
+                }
+            }
             TransferTarget::Extension(extension) => {
                 let account = db::sip::find_by_extension(&mut tx, extension)
                     .await
@@ -1325,13 +1805,7 @@ impl Call {
     /// Sends the caller our 200 with the SDP answer.
     async fn answer_caller(&mut self) {
         let mut ok = self.caller.dialog.create_response(&self.caller.invite, StatusCode::OK);
-        let sdp = media::sdp::answer(
-            self.caller.sdp_session,
-            self.caller.sdp_version,
-            self.caller.media.local,
-            self.caller.codec,
-            Direction::SendRecv,
-        );
+        let sdp = self.caller_sdp(Direction::SendRecv);
         ok.headers.push(HeaderName::ContentType, "application/sdp");
         super::allow(&mut ok);
         if let Some((secs, _)) = self.session_timer {
@@ -1397,9 +1871,11 @@ impl Call {
         ) {
             self.calls.remove_dialog(call_id, &tag);
         }
-        self.calls.release_agent(agent.agent);
+        if let Some(user) = agent.agent {
+            self.calls.release_agent(user);
+        }
         self.past_legs.push(json!({
-            "leg": "agent",
+            "leg": leg_name(&agent),
             "agent_id": agent.agent,
             "extension": agent.extension,
             "transport": agent.peer.transport.as_str(),
@@ -1472,18 +1948,20 @@ impl Call {
             ctx_core.respond(self.caller.invite_tx, r).await;
             self.caller.state = CallerState::Gone;
         }
-        if ending.side != "caller" {
-            self.bye_caller().await;
-        }
+        // Whoever hung up has no dialog left; the other side gets our BYE.
+        self.bye_caller().await;
         match self.agent.as_ref().map(|a| a.state) {
             Some(AgentState::Ringing { .. }) => self.cancel_agent(&ending.cause).await,
             Some(AgentState::Up) => {
-                if ending.side != "agent" {
-                    self.bye_agent().await;
-                }
+                self.bye_agent().await;
                 self.close_agent_leg("completed").await;
             }
             _ => {}
+        }
+        if self.reserved_originator
+            && let Some(originator) = &self.originator
+        {
+            self.calls.release_agent(originator.user);
         }
         let media = &self.calls.ctx.media;
         let caller_stats = media.close_leg(self.caller.media.id).await.ok();
@@ -1492,6 +1970,8 @@ impl Call {
         self.calls.unpublish(self.id);
         let mut legs = vec![json!({
             "leg": "caller",
+            "agent_id": self.originator.as_ref().map(|o| o.user),
+            "extension": self.originator.as_ref().map(|o| o.extension.clone()),
             "from": self.from_number,
             "transport": self.caller.peer.transport.as_str(),
             "sip_call_id": self.caller.dialog.id().call_id,
@@ -1566,6 +2046,21 @@ impl Call {
         self.timeline.push(json!({ "at": Utc::now(), "leg": leg, "kind": kind, "detail": detail }));
     }
 }
+
+/// The timeline's and CDR's name of the leg we placed.
+fn leg_name(leg: &AgentLeg) -> &'static str {
+    if leg.trunk.is_some() { "callee" } else { "agent" }
+}
+
+/// Codecs offered to a carrier: the caller's first, so the call is a plain relay.
+fn outbound_codecs(first: CodecKind) -> Vec<CodecKind> {
+    let mut codecs = vec![first];
+    codecs.extend(SUPPORTED_CODECS.iter().copied().filter(|k| *k != first));
+    codecs
+}
+
+/// How long an external number may ring before the call gives up.
+const OUTBOUND_RING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A reason phrase safe for a status line.
 fn sanitize_reason(reason: &str) -> String {

@@ -89,6 +89,8 @@ pub enum TransferTarget {
     /// An agent's extension in the same tenant.
     Extension(String),
     Queue(uuid::Uuid),
+    /// An external number, through the tenant's outbound trunk.
+    External(String),
 }
 
 impl std::fmt::Display for TransferTarget {
@@ -96,6 +98,7 @@ impl std::fmt::Display for TransferTarget {
         match self {
             Self::Extension(e) => write!(f, "extension {e}"),
             Self::Queue(q) => write!(f, "queue {q}"),
+            Self::External(n) => write!(f, "number {n}"),
         }
     }
 }
@@ -111,6 +114,9 @@ pub struct LiveCall {
     pub agent_id: Option<UserId>,
     pub queue_id: Option<uuid::Uuid>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Which media shard group the call's legs live in.
+    #[serde(skip)]
+    pub media_group: u128,
 }
 
 type Inbox = mpsc::UnboundedSender<CallInput>;
@@ -136,6 +142,7 @@ pub(crate) struct CallCtx {
     pub(crate) base_domain: String,
     pub(crate) config: CallConfig,
     pub(crate) urls: crate::RecordingUrls,
+    pub(crate) trunks: Arc<crate::trunks::Trunks>,
 }
 
 /// The switchboard.
@@ -175,6 +182,32 @@ impl Calls {
         tokio::spawn(async move {
             call::run_inbound(calls, tx, rx, transaction, request, peer, tenant, did).await;
         });
+    }
+
+    /// A new INVITE from one of our phones, whose Digest credentials are `agent`'s: a call to
+    /// another extension or, through the tenant's trunk, to an external number.
+    pub(crate) fn start_outbound(
+        self: &Arc<Self>,
+        transaction: TransactionId,
+        (tx, rx): (Inbox, mpsc::UnboundedReceiver<CallInput>),
+        request: Request,
+        peer: Peer,
+        agent: crate::registrar::AgentAuth,
+    ) {
+        let calls = self.clone();
+        tokio::spawn(async move {
+            call::run_outbound(calls, tx, rx, transaction, request, peer, agent).await;
+        });
+    }
+
+    /// The media group for a new call of `agent`: the one of a call they are already on (a
+    /// consultation call), so both calls' legs share a media shard and can be joined later.
+    fn media_group(&self, agent: UserId, fresh: CallId) -> u128 {
+        self.routes()
+            .calls
+            .values()
+            .find(|(_, c)| c.agent_id == Some(agent))
+            .map_or(fresh.as_uuid().as_u128(), |(_, c)| c.media_group)
     }
 
     /// Routes a request that carries a To tag. `None` when no call owns the dialog: the
