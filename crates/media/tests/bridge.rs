@@ -425,3 +425,80 @@ async fn port_range_exhaustion_file_playback_and_errors() {
         std::fs::remove_file(path).unwrap();
     }
 }
+
+/// Decoded audio of the packets `endpoint` got.
+fn decoded(packets: &[Vec<u8>], codec: CodecKind) -> Vec<i16> {
+    let mut pcm = Vec::new();
+    for p in parse_all(packets) {
+        codec.decode(p.payload, &mut pcm);
+    }
+    pcm
+}
+
+#[tokio::test]
+async fn conference_mixes_the_others_for_each_member_and_recording_follows_a_transfer() {
+    let media = start(41400, 41499, 1);
+    let caller = media.open_leg(9).await.unwrap();
+    let agent = media.open_leg(9).await.unwrap();
+    let expert = media.open_leg(9).await.unwrap();
+    let (caller_ep, agent_ep, expert_ep) = (socket().await, socket().await, socket().await);
+    // Mixed codecs: the expert speaks PCMA, the others PCMU.
+    let (pcmu, pcma) = (Codec::new(CodecKind::Pcmu), Codec::new(CodecKind::Pcma));
+    media.set_remote(caller.id, caller_ep.local_addr().unwrap(), pcmu).await.unwrap();
+    media.set_remote(agent.id, agent_ep.local_addr().unwrap(), pcmu).await.unwrap();
+    media.set_remote(expert.id, expert_ep.local_addr().unwrap(), pcma).await.unwrap();
+    media.bridge(caller.id, agent.id).await.unwrap();
+    let path = temp_path("conference.wav");
+    media.record(caller.id, agent.id, path.clone()).await.unwrap();
+    media.conference(&[caller.id, agent.id, expert.id]).await.unwrap();
+
+    // Each speaks its own tone; each must hear the other two and not itself.
+    let talk = async {
+        tokio::join!(
+            send_tone(&caller_ep, caller.local, pcmu, 500.0, 1, 40),
+            send_tone(&agent_ep, agent.local, pcmu, 700.0, 2, 40),
+            send_tone(&expert_ep, expert.local, pcma, 900.0, 3, 40),
+        )
+    };
+    let listen = Duration::from_millis(1000);
+    let (_, heard_caller, heard_agent, heard_expert) = tokio::join!(
+        talk,
+        collect_for(&caller_ep, listen),
+        collect_for(&agent_ep, listen),
+        collect_for(&expert_ep, listen),
+    );
+    for (name, packets, codec, own, others) in [
+        ("caller", &heard_caller, CodecKind::Pcmu, 500.0, [700.0, 900.0]),
+        ("agent", &heard_agent, CodecKind::Pcmu, 700.0, [500.0, 900.0]),
+        ("expert", &heard_expert, CodecKind::Pcma, 900.0, [500.0, 700.0]),
+    ] {
+        let rtp = parse_all(packets);
+        assert!(rtp.len() >= 30, "{name} got {} packets", rtp.len());
+        assert_continuous(&rtp);
+        let pcm = decoded(packets, codec);
+        let own_power = tone_power(&pcm, own);
+        for other in others {
+            let power = tone_power(&pcm, other);
+            assert!(
+                power > 10.0 * own_power.max(1.0),
+                "{name}: {other} Hz {power:.1} vs own {own} Hz {own_power:.1}"
+            );
+        }
+    }
+
+    // Out of the conference by a new bridge (the expert takes the call over; recording follows).
+    media.bridge(caller.id, expert.id).await.unwrap();
+    media.record(caller.id, expert.id, path.clone()).await.unwrap();
+    media.close_leg(agent.id).await.unwrap();
+    let (_, got) = tokio::join!(
+        send_tone(&expert_ep, expert.local, pcma, 900.0, 3, 10),
+        collect(&caller_ep, Duration::from_millis(300))
+    );
+    // (A mix packet from the last conference tick may still be in flight.)
+    assert!((10..=12).contains(&parse_all(&got).len()), "plain relay again: {}", parse_all(&got).len());
+    let info = media.stop_record(caller.id).await.unwrap().expect("one recording all along");
+    assert!(info.duration_ms >= 800, "{info:?}");
+    let wav = Wav::parse(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(wav.channels, 2);
+    let _ = std::fs::remove_file(path);
+}

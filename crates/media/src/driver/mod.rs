@@ -200,6 +200,10 @@ enum Command {
         b: LegId,
         reply: oneshot::Sender<Result<(), MediaError>>,
     },
+    Conference {
+        legs: Vec<LegId>,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
     Record {
         left: LegId,
         right: LegId,
@@ -379,9 +383,25 @@ impl Media {
         self.ask(a.shard(), |reply| Command::Unbridge { a, b, reply }).await
     }
 
+    /// Joins `legs` (two or more, one shard) in a conference: each hears the others mixed.
+    /// Received G.711 is decoded into a per-member two-frame jitter buffer and mixed every
+    /// 20 ms; each member gets the sum of the others (not its own voice), encoded in its codec
+    /// as its own stream. Bridges and playback of the members end; a leg that is bridged or
+    /// closed later leaves the conference. Telephone-events are not relayed in a conference.
+    pub async fn conference(&self, legs: &[LegId]) -> Result<(), MediaError> {
+        let Some(first) = legs.first() else { return Err(MediaError::UnknownLeg) };
+        if legs.iter().any(|l| l.shard != first.shard) {
+            return Err(MediaError::DifferentShards);
+        }
+        let legs = legs.to_vec();
+        self.ask(first.shard(), |reply| Command::Conference { legs, reply }).await
+    }
+
     /// Records a stereo 8 kHz WAV at `path`: left channel the audio received on `left` (the
     /// caller), right channel the audio received on `right` (the agent), decoded from G.711,
-    /// silence where a side sent nothing. Keyed by `left`.
+    /// silence where a side sent nothing. Keyed by `left`. If `left` is already recorded, the
+    /// right channel moves to `right` (the call went to another agent) and the same file goes
+    /// on; when the right leg closes, its channel is silent until another one takes it.
     pub async fn record(&self, left: LegId, right: LegId, path: PathBuf) -> Result<(), MediaError> {
         if left == right {
             return Err(MediaError::SameLeg);

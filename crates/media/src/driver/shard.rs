@@ -155,6 +155,9 @@ async fn handle(shard: &Shared, command: Command) {
         Command::Unbridge { a, b, reply } => {
             let _ = reply.send(shard.borrow_mut().unbridge(a, b));
         }
+        Command::Conference { legs, reply } => {
+            let _ = reply.send(shard.borrow_mut().conference(&legs));
+        }
         Command::Record { left, right, path, reply } => {
             let _ = reply.send(shard.borrow_mut().record(left, right, path));
         }
@@ -339,6 +342,8 @@ struct LegState {
     dtmf_pause: u8,
     /// The recording this leg feeds: (left leg index of the recording, channel 0 or 1).
     recording: Option<(u64, usize)>,
+    /// The conference this leg is a member of.
+    conference: Option<u64>,
     next_rtcp: Instant,
     cname: String,
 }
@@ -369,6 +374,7 @@ impl LegState {
             dtmf_out: VecDeque::new(),
             dtmf_pause: 0,
             recording: None,
+            conference: None,
             next_rtcp: now + RTCP_FIRST,
             cname: format!("sivo-{id}@{:08x}", rand::random::<u32>()),
         }
@@ -569,6 +575,47 @@ impl LegState {
     }
 }
 
+impl Conference {
+    /// One 20 ms round: every member that can hear gets the sum of the others' frames.
+    fn tick(
+        &mut self,
+        legs: &mut HashMap<u64, LegState>,
+        now: Instant,
+        payload: &mut Vec<u8>,
+        packet: &mut Vec<u8>,
+        mix: &mut Vec<i16>,
+    ) {
+        let mut frames: Vec<(u64, [i16; FRAME_SAMPLES])> = Vec::with_capacity(self.inputs.len());
+        for (&index, input) in &mut self.inputs {
+            let mut frame = [0i16; FRAME_SAMPLES];
+            if input.take_frame(&mut frame) {
+                frames.push((index, frame));
+            }
+        }
+        for (&index, (sequence, timestamp)) in &mut self.outputs {
+            let Some(leg) = legs.get_mut(&index) else { continue };
+            let Some(codec) = leg.codec.filter(|_| leg.can_send() && leg.playback.is_none()) else {
+                continue;
+            };
+            mix.clear();
+            mix.resize(FRAME_SAMPLES, 0);
+            for (_, frame) in frames.iter().filter(|(from, _)| *from != index) {
+                for (sum, sample) in mix.iter_mut().zip(frame) {
+                    *sum = sum.saturating_add(*sample);
+                }
+            }
+            payload.clear();
+            codec.kind.encode(mix, payload);
+            let (seq, ts) = (*sequence, *timestamp);
+            *sequence = seq.wrapping_add(1);
+            *timestamp = ts.wrapping_add(FRAME_SAMPLES as u32);
+            if let Some(out) = leg.rewriter.forward(leg.epoch << 32, seq, ts, false, now) {
+                leg.send_media(out, codec.payload_type, payload, now, packet);
+            }
+        }
+    }
+}
+
 /// Received audio of one side of a recording, waiting for the next 20 ms tick.
 #[derive(Default)]
 struct RecordChannel {
@@ -641,8 +688,18 @@ impl Recording {
     }
 }
 
+/// Legs that hear each other mixed.
+struct Conference {
+    /// Member leg index → its received audio, waiting for the next tick.
+    inputs: HashMap<u64, RecordChannel>,
+    /// Member leg index → the numbering of the mix we send it.
+    outputs: HashMap<u64, (u16, u32)>,
+}
+
 struct Shard {
     settings: Settings,
+    conferences: HashMap<u64, Conference>,
+    next_conference: u64,
     ports: PortPool,
     legs: HashMap<u64, LegState>,
     /// By the index of the recording's left leg.
@@ -658,6 +715,8 @@ struct Shard {
 impl Shard {
     fn new(settings: Settings) -> Self {
         Self {
+            conferences: HashMap::new(),
+            next_conference: 0,
             ports: PortPool::new(&settings),
             settings,
             legs: HashMap::new(),
@@ -757,20 +816,29 @@ impl Shard {
 
     /// The common receive path: stats, DTMF, recording tap, relay into the bridged peer.
     fn on_media(&mut self, index: u64, media: &MediaIn<'_>, now: Instant) {
-        let Self { legs, recordings, packet: out, payload: scratch, pcm, settings, .. } = self;
+        let Self { legs, recordings, conferences, packet: out, payload: scratch, pcm, settings, .. } = self;
         let Some(leg) = legs.get_mut(&index) else { return };
         leg.packets_received += 1;
         let kind = leg.classify(media.payload_type);
         match kind {
             PayloadKind::Audio(codec) => {
                 leg.stats.record(media.ssrc, media.sequence, media.timestamp, now);
+                pcm.clear();
                 if let Some((recording, channel)) = leg.recording
                     && let Some(recording) = recordings.get_mut(&recording)
                     && let Some(channel) = recording.channels.get_mut(channel)
                 {
-                    pcm.clear();
                     codec.decode(media.payload, pcm);
                     channel.push(pcm);
+                }
+                if let Some(conference) = leg.conference
+                    && let Some(input) =
+                        conferences.get_mut(&conference).and_then(|c| c.inputs.get_mut(&index))
+                {
+                    if pcm.is_empty() {
+                        codec.decode(media.payload, pcm);
+                    }
+                    input.push(pcm);
                 }
             }
             PayloadKind::Event => {
@@ -785,6 +853,9 @@ impl Shard {
                 leg.stats.record_untimed(media.ssrc, media.sequence);
                 return;
             }
+        }
+        if leg.conference.is_some() {
+            return;
         }
         let Some(peer_index) = leg.bridge else { return };
 
@@ -818,7 +889,10 @@ impl Shard {
     fn on_tick(&mut self, now: Instant, wall: SystemTime) {
         #[cfg(feature = "webrtc")]
         self.tick_webrtc(now);
-        let Self { legs, recordings, packet, payload, .. } = self;
+        let Self { legs, recordings, conferences, packet, payload, pcm, .. } = self;
+        for conference in conferences.values_mut() {
+            conference.tick(legs, now, payload, packet, pcm);
+        }
         for leg in legs.values_mut() {
             leg.tick_playback(now, payload, packet);
             leg.tick_dtmf(now, packet);
@@ -892,6 +966,8 @@ impl Shard {
 
     fn bridge(&mut self, a: LegId, b: LegId) -> Result<(), MediaError> {
         let (a, b) = (self.index_of(a)?, self.index_of(b)?);
+        self.leave_conference(a);
+        self.leave_conference(b);
         for (this, other) in [(a, b), (b, a)] {
             if self.legs.get(&this).is_some_and(|l| l.bridge.is_some_and(|p| p != other)) {
                 self.detach_bridge(this);
@@ -915,8 +991,65 @@ impl Shard {
         Ok(())
     }
 
+    fn conference(&mut self, ids: &[LegId]) -> Result<(), MediaError> {
+        let mut members = Vec::with_capacity(ids.len());
+        for id in ids {
+            let index = self.index_of(*id)?;
+            if members.contains(&index) {
+                return Err(MediaError::SameLeg);
+            }
+            members.push(index);
+        }
+        for &index in &members {
+            self.detach_bridge(index);
+            self.leave_conference(index);
+        }
+        let id = self.next_conference;
+        self.next_conference += 1;
+        let mut conference = Conference { inputs: HashMap::new(), outputs: HashMap::new() };
+        for &index in &members {
+            if let Some(leg) = self.legs.get_mut(&index) {
+                leg.conference = Some(id);
+                leg.playback = None;
+                leg.switch_output();
+            }
+            conference.inputs.insert(index, RecordChannel::default());
+            conference.outputs.insert(index, (rand::random(), rand::random()));
+        }
+        self.conferences.insert(id, conference);
+        Ok(())
+    }
+
+    /// Takes `index` out of its conference (which ends with its last member).
+    fn leave_conference(&mut self, index: u64) {
+        let Some(leg) = self.legs.get_mut(&index) else { return };
+        let Some(id) = leg.conference.take() else { return };
+        leg.switch_output();
+        if let Some(conference) = self.conferences.get_mut(&id) {
+            conference.inputs.remove(&index);
+            conference.outputs.remove(&index);
+            if conference.inputs.is_empty() {
+                self.conferences.remove(&id);
+            }
+        }
+    }
+
     fn record(&mut self, left: LegId, right: LegId, path: PathBuf) -> Result<(), MediaError> {
         let (left, right) = (self.index_of(left)?, self.index_of(right)?);
+        // The caller's recording goes on with another agent on the right channel.
+        if let Some(recording) = self.recordings.get_mut(&left) {
+            if self.legs.get(&right).is_some_and(|l| l.recording.is_some()) {
+                return Err(MediaError::AlreadyRecording);
+            }
+            let old = std::mem::replace(&mut recording.right, right);
+            if let Some(leg) = self.legs.get_mut(&old) {
+                leg.recording = None;
+            }
+            if let Some(leg) = self.legs.get_mut(&right) {
+                leg.recording = Some((left, 1));
+            }
+            return Ok(());
+        }
         if [left, right].iter().any(|i| self.legs.get(i).is_some_and(|l| l.recording.is_some())) {
             return Err(MediaError::AlreadyRecording);
         }
@@ -969,11 +1102,20 @@ impl Shard {
     fn close_leg(&mut self, id: LegId) -> Result<(LegStats, Vec<JoinHandle<()>>, u16), MediaError> {
         let index = self.index_of(id)?;
         self.detach_bridge(index);
-        let recording = self.legs.get(&index).and_then(|l| l.recording).map(|(left, _)| left);
-        if let Some(left) = recording
-            && let Some(Err(error)) = self.finish_recording(left)
-        {
-            tracing::warn!(%error, "recording could not be finished");
+        self.leave_conference(index);
+        // The caller's leg ends the recording; an agent's leg only leaves its channel.
+        match self.legs.get(&index).and_then(|l| l.recording) {
+            Some((left, 0)) => {
+                if let Some(Err(error)) = self.finish_recording(left) {
+                    tracing::warn!(%error, "recording could not be finished");
+                }
+            }
+            Some((left, _)) => {
+                if let Some(recording) = self.recordings.get_mut(&left) {
+                    recording.right = u64::MAX;
+                }
+            }
+            None => {}
         }
         #[cfg_attr(not(feature = "webrtc"), expect(unused_mut))]
         let mut leg = self.legs.remove(&index).ok_or(MediaError::UnknownLeg)?;
