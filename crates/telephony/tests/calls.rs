@@ -612,3 +612,151 @@ fn regex_escape(text: &str) -> String {
         out
     })
 }
+
+/// Sends an order to the tenant's live call and waits for its answer.
+async fn order(
+    s: &Setup,
+    call: domain::CallId,
+    make: impl FnOnce(tokio::sync::oneshot::Sender<Result<(), String>>) -> telephony::Control,
+) -> Result<(), String> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    assert!(s.server.calls().control(s.tenant, call, make(reply)).is_ok(), "no such live call");
+    answer.await.unwrap()
+}
+
+#[tokio::test]
+async fn attended_transfer_with_a_cancelled_consultation_then_a_three_way_call() {
+    let s = setup(20).await;
+    let first = agent(&s, "first@acme.example").await;
+    let second = agent(&s, "second@acme.example").await;
+    let absent = agent(&s, "absent@acme.example").await;
+    let mut tx = s.db.db.tenant_tx(s.tenant).await.unwrap();
+    sqlx::query("update agent_states set idle_since = now() - interval '1 hour' where user_id = $1")
+        .bind(first.id.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let (first_port, second_port) = (common::free_udp_port("127.0.0.1"), common::free_udp_port("127.0.0.1"));
+    register(&s, &first, first_port).await;
+    let first_phone = phone("agent_answer.xml", first_port);
+    let carrier = tokio::spawn({
+        let addr = s.server.udp_addr();
+        async move {
+            let text = std::fs::read_to_string(format!(
+                "{}/tests/sipp/carrier_call.xml",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
+            .replace("PAUSE", "9000");
+            let path = common::work_dir().join(format!("{}-attended.xml", Uuid::new_v4().simple()));
+            std::fs::write(&path, text).unwrap();
+            common::run(vec![
+                addr.to_string(),
+                "-sf".into(),
+                path.display().to_string(),
+                "-s".into(),
+                DID.into(),
+                "-i".into(),
+                "127.0.0.2".into(),
+                "-p".into(),
+                common::free_udp_port("127.0.0.2").to_string(),
+                "-mp".into(),
+                common::free_udp_port("127.0.0.2").to_string(),
+                "-m".into(),
+                "1".into(),
+                "-timeout".into(),
+                "60s".into(),
+                "-timeout_error".into(),
+            ])
+            .await
+        }
+    });
+    let call = answered_by(&s, first.id).await;
+    let by = db::audit::Actor::system;
+    let ext = |e: &str| telephony::TransferTarget::Extension(e.to_owned());
+    // Nothing to complete yet; an unregistered extension cannot be consulted.
+    let none = order(&s, call, |reply| telephony::Control::CompleteTransfer { by: by(), reply }).await;
+    assert!(none.is_err_and(|r| r.contains("no consultation")));
+    let refused = order(&s, call, |reply| telephony::Control::Consult {
+        target: ext(&absent.extension),
+        by: by(),
+        reply,
+    })
+    .await;
+    assert!(refused.is_err_and(|r| r.contains("not registered")));
+
+    // The second agent's phone takes two calls: the consultation that is cancelled, then the next.
+    register(&s, &second, second_port).await;
+    let path = common::scenario("agent_answer.xml", None);
+    let second_phone = common::Background::start(&[
+        "-sf".into(),
+        path.display().to_string(),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        second_port.to_string(),
+        "-mp".into(),
+        common::free_udp_port("127.0.0.1").to_string(),
+        "-rtp_echo".into(),
+        "-m".into(),
+        "2".into(),
+        "-timeout".into(),
+        "60s".into(),
+    ]);
+    order(&s, call, |reply| telephony::Control::Consult { target: ext(&second.extension), by: by(), reply })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    order(&s, call, |reply| telephony::Control::CancelConsult { reply }).await.unwrap();
+    assert_eq!(s.server.calls().live(s.tenant)[0].agent_id, Some(first.id), "the first agent keeps the call");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    order(&s, call, |reply| telephony::Control::Consult { target: ext(&second.extension), by: by(), reply })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    order(&s, call, |reply| telephony::Control::Conference { by: by(), reply }).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    order(&s, call, |reply| telephony::Control::CompleteTransfer { by: by(), reply }).await.unwrap();
+    answered_by(&s, second.id).await;
+    assert!(first_phone.wait_success(Duration::from_secs(10)), "the first agent's leg was not ended");
+    assert!(carrier.await.unwrap(), "the carrier's call failed");
+    let second_ok = second_phone.wait_success(Duration::from_secs(10));
+
+    let cdr = ended_call(&s).await;
+    assert!(second_ok, "the second phone did not see both calls end: {cdr}");
+    assert_eq!(cdr["agent_id"], serde_json::json!(second.id), "{cdr}");
+    let transfers = cdr["transfers"].as_array().unwrap();
+    let kinds: Vec<(&str, bool)> =
+        transfers.iter().map(|t| (t["kind"].as_str().unwrap(), t["succeeded"].as_bool().unwrap())).collect();
+    assert_eq!(kinds, vec![("attended", false), ("three_way", true)], "{transfers:?}");
+    let legs = cdr["legs"].as_array().unwrap();
+    let outcomes: Vec<(&str, &str)> = legs
+        .iter()
+        .filter(|l| l["leg"] == "agent")
+        .map(|l| (l["agent_id"].as_str().unwrap(), l["outcome"].as_str().unwrap()))
+        .collect();
+    let (f, sec) = (first.id.to_string(), second.id.to_string());
+    assert_eq!(
+        outcomes,
+        vec![(sec.as_str(), "consultation_ended"), (f.as_str(), "transferred"), (sec.as_str(), "completed")],
+        "{legs:?}"
+    );
+    let last = legs.last().unwrap();
+    assert!(rtp(last, "packets_received") >= 50 && rtp(last, "packets_sent") >= 50, "{last}");
+    let timeline = cdr["timeline"].to_string();
+    for needle in [
+        "consultation started",
+        "consultation answered",
+        "consultation cancelled",
+        "3-way call started",
+        "attended transfer completed",
+    ] {
+        assert!(timeline.contains(needle), "timeline lacks {needle}");
+    }
+    // One recording across the whole call, the right channel following the agents.
+    let path = cdr["recording"]["path"].as_str().expect("a recording");
+    assert!(std::fs::metadata(path).unwrap().len() > 44 + 8000 * 2 * 2 * 5, "shorter than 5 s");
+    s.server.shutdown().await;
+}

@@ -414,7 +414,14 @@ impl Media {
 
     /// Finishes the recording started with this `left` leg; `None` if there was none.
     pub async fn stop_record(&self, left: LegId) -> Result<Option<RecordingInfo>, MediaError> {
-        self.ask(left.shard(), |reply| Command::StopRecord { left, reply }).await
+        let info = self.ask(left.shard(), |reply| Command::StopRecord { left, reply }).await?;
+        if let Some(info) = &info {
+            let path = info.path.clone();
+            tokio::task::spawn_blocking(move || std::fs::File::open(path)?.sync_all())
+                .await
+                .map_err(|e| MediaError::Io(std::io::Error::other(e)))??;
+        }
+        Ok(info)
     }
 
     /// Sends one key press (100 ms) as RFC 4733 events on the leg; presses queue up.

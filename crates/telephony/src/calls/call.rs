@@ -144,6 +144,11 @@ struct Call {
     reserved_originator: bool,
     /// The media shard group of the call's legs.
     media_group: u128,
+    /// During an attended transfer: the transferring agent's leg, while `agent` is the leg to
+    /// the person consulted (ringing or talking to the agent; the caller hears hold music).
+    consulting: Option<AgentLeg>,
+    /// The caller, the agent and the consulted person hear each other (3-way).
+    conference: bool,
 }
 
 /// What is known of a new call before its caller is answered.
@@ -503,6 +508,8 @@ async fn accept(
         originator: arrival.originator,
         reserved_originator,
         media_group,
+        consulting: None,
+        conference: false,
     };
     let webrtc = call.caller.webrtc_answer.is_some();
     call.note(
@@ -1176,6 +1183,20 @@ impl Call {
         let ctx = &calls.ctx;
         let Some(agent) = &self.agent else { return };
         let Some(b) = agent.media.as_ref().map(|m| m.id) else { return };
+        if let Some(transferor) = self.consulting.as_ref().and_then(|t| t.media.as_ref()).map(|m| m.id) {
+            // The consultation is answered: the agent and the consulted person talk while the
+            // caller waits with music.
+            if let Err(e) = ctx.media.bridge(transferor, b).await {
+                tracing::warn!(error = %e, "consultation bridge failed");
+            }
+            let destination = agent.extension.clone();
+            self.note(
+                "agent",
+                "transfer",
+                json!({ "message": "consultation answered", "destination": destination }),
+            );
+            return;
+        }
         // The agent on the call: the one rung, or the one who dialled out; none when a caller
         // was transferred to an external number.
         let agent_id = agent.agent.or(self.originator.as_ref().map(|o| o.user));
@@ -1267,6 +1288,27 @@ impl Call {
         if self.ending.is_some() {
             return;
         }
+        if self.consulting.is_some() {
+            let reason = format!("destination answered {status} {reason}");
+            self.note(
+                "agent",
+                "transfer",
+                json!({ "message": "consultation failed; the agent has the caller back", "reason": reason }),
+            );
+            let (destination, from) =
+                (format!("{leg} {cause}"), self.consulting.as_ref().and_then(|t| t.agent));
+            self.back_to_transferor().await;
+            self.record_transfer(
+                domain::events::TransferKind::Attended,
+                &destination,
+                from,
+                false,
+                Some(&reason),
+                db::audit::Actor::system(),
+            )
+            .await;
+            return;
+        }
         if let Some((transferor, destination)) = self.transfer_back.take()
             && Some(transferor) != agent_id
         {
@@ -1278,6 +1320,7 @@ impl Call {
                 json!({ "message": "transfer failed; call returned to the transferor", "reason": reason }),
             );
             self.record_transfer(
+                domain::events::TransferKind::Blind,
                 &destination,
                 Some(transferor),
                 false,
@@ -1323,6 +1366,10 @@ impl Call {
                     == Some(call_id.as_str())
                 {
                     self.agent_request(transaction, request).await;
+                } else if self.consulting.as_ref().and_then(|a| a.invite.headers.call_id().ok())
+                    == Some(call_id.as_str())
+                {
+                    self.transferor_request(transaction, request).await;
                 } else {
                     let r = Response::for_request(&request, StatusCode::CALL_TRANSACTION_DOES_NOT_EXIST);
                     self.calls.ctx.core.respond(transaction, r).await;
@@ -1347,6 +1394,22 @@ impl Call {
             }
             CallInput::Control(Control::Transfer { target, by, reply }) => {
                 let result = self.blind_transfer(target, by).await;
+                let _ = reply.send(result);
+            }
+            CallInput::Control(Control::Consult { target, by, reply }) => {
+                let result = self.consult(target, by).await;
+                let _ = reply.send(result);
+            }
+            CallInput::Control(Control::CompleteTransfer { by, reply }) => {
+                let result = self.complete_transfer(by).await;
+                let _ = reply.send(result);
+            }
+            CallInput::Control(Control::CancelConsult { reply }) => {
+                let result = self.cancel_consult().await;
+                let _ = reply.send(result);
+            }
+            CallInput::Control(Control::Conference { by, reply }) => {
+                let result = self.start_conference(by).await;
                 let _ = reply.send(result);
             }
         }
@@ -1472,7 +1535,12 @@ impl Call {
             Method::Bye => {
                 core.respond(transaction, dialog.create_response(&request, StatusCode::OK)).await;
                 agent.dialog = None;
-                if agent.trunk.is_some() {
+                if self.consulting.is_some() {
+                    // The consulted person hung up: the agent has the caller back.
+                    self.note("agent", "transfer", json!({ "message": "the consulted person hung up" }));
+                    self.close_agent_leg("completed").await;
+                    self.back_to_transferor().await;
+                } else if agent.trunk.is_some() {
                     self.note("callee", "sip", json!({ "message": "BYE received" }));
                     self.end("callee_hangup", "callee", StatusCode::OK);
                 } else {
@@ -1578,11 +1646,27 @@ impl Call {
                 "transfer",
                 json!({ "message": "blind transfer refused", "destination": destination, "reason": reason }),
             );
-            self.record_transfer(&destination, Some(from_agent), false, Some(reason), by).await;
+            self.record_transfer(
+                domain::events::TransferKind::Blind,
+                &destination,
+                Some(from_agent),
+                false,
+                Some(reason),
+                by,
+            )
+            .await;
             return Err(reason.clone());
         }
         self.note("agent", "transfer", json!({ "message": "blind transfer", "destination": destination }));
-        self.record_transfer(&destination, Some(from_agent), true, None, by).await;
+        self.record_transfer(
+            domain::events::TransferKind::Blind,
+            &destination,
+            Some(from_agent),
+            true,
+            None,
+            by,
+        )
+        .await;
         if notify {
             self.notify_refer("SIP/2.0 200 OK").await;
         }
@@ -1682,9 +1766,230 @@ impl Call {
         result
     }
 
+    /// Attended transfer, step 1: the caller waits with music while the agent's phone is
+    /// connected to `target` (rung now). Then complete, cancel, or make it a 3-way call.
+    async fn consult(&mut self, target: TransferTarget, by: db::audit::Actor) -> Result<(), String> {
+        if self.consulting.is_some() {
+            return Err("a consultation is already in progress".into());
+        }
+        let Some(agent) = self.agent.as_ref().filter(|a| a.state == AgentState::Up) else {
+            return Err("the call has no answered agent".into());
+        };
+        let Some(from_agent) = agent.agent else {
+            return Err("only a call answered by an agent can be transferred".into());
+        };
+        let Some(transferor_media) = agent.media.as_ref().map(|m| m.id) else {
+            return Err("the agent's leg has no media".into());
+        };
+        if matches!(target, TransferTarget::Queue(_)) {
+            return Err("a consultation needs an extension or a number".into());
+        }
+        let destination = target.to_string();
+        let user = match self.check_destination(&target, from_agent).await {
+            Ok(user) => user,
+            Err(reason) => {
+                self.record_transfer(
+                    domain::events::TransferKind::Attended,
+                    &destination,
+                    Some(from_agent),
+                    false,
+                    Some(&reason),
+                    by,
+                )
+                .await;
+                return Err(reason);
+            }
+        };
+        let calls = self.calls.clone();
+        let media = &calls.ctx.media;
+        let _ = media.unbridge(self.caller.media.id, transferor_media).await;
+        let _ = media.play(self.caller.media.id, media::Playback::MusicOnHold).await;
+        self.consulting = self.agent.take();
+        let rung = match (&target, user) {
+            (TransferTarget::Extension(_), Some(user)) => {
+                if self.calls.reserve_agent(user) {
+                    let rung = self.ring(user).await;
+                    if rung.is_err() {
+                        self.calls.release_agent(user);
+                    }
+                    rung
+                } else {
+                    Err(format!("{destination} is busy"))
+                }
+            }
+            (TransferTarget::External(number), _) => match self.outbound_target(number).await {
+                Ok(t) => self.ring_external(&t).await,
+                Err(e) => Err(e),
+            },
+            _ => Err(format!("{destination} cannot be consulted")),
+        };
+        if let Err(reason) = rung {
+            self.back_to_transferor().await;
+            return Err(reason);
+        }
+        self.note(
+            "agent",
+            "transfer",
+            json!({ "message": "consultation started", "destination": destination }),
+        );
+        Ok(())
+    }
+
+    /// Ends a consultation: the transferring agent talks to the caller again.
+    async fn back_to_transferor(&mut self) {
+        let Some(transferor) = self.consulting.take() else { return };
+        if let Some(leg) = self.agent.take() {
+            // Still ringing or talking: that leg ends.
+            self.agent = Some(leg);
+            match self.agent.as_ref().map(|a| a.state) {
+                Some(AgentState::Ringing { .. }) => self.cancel_agent("consultation_cancelled").await,
+                _ => {
+                    self.bye_agent().await;
+                    self.close_agent_leg("consultation_ended").await;
+                }
+            }
+        }
+        self.conference = false;
+        if let Some(media) = transferor.media.as_ref().map(|m| m.id) {
+            // Bridging ends the caller's hold music (and any conference).
+            let _ = self.calls.ctx.media.bridge(self.caller.media.id, media).await;
+        }
+        self.agent = Some(transferor);
+    }
+
+    /// Attended transfer, step 2: the consulted person takes the caller; the agent's leg ends.
+    async fn complete_transfer(&mut self, by: db::audit::Actor) -> Result<(), String> {
+        if self.consulting.is_none() {
+            return Err("no consultation in progress".into());
+        }
+        let Some(consulted) = self.agent.take() else { return Err("no consultation in progress".into()) };
+        if consulted.state != AgentState::Up {
+            self.agent = Some(consulted);
+            return Err("the consulted person has not answered yet".into());
+        }
+        let kind = if self.conference {
+            domain::events::TransferKind::ThreeWay
+        } else {
+            domain::events::TransferKind::Attended
+        };
+        let destination = match consulted.agent {
+            Some(_) => format!("extension {}", consulted.extension),
+            None => format!("number {}", consulted.extension),
+        };
+        // The transferring agent leaves.
+        self.agent = self.consulting.take();
+        let from_agent = self.agent.as_ref().and_then(|a| a.agent);
+        self.bye_agent().await;
+        self.close_agent_leg("transferred").await;
+        self.agent = Some(consulted);
+        self.conference = false;
+        self.note(
+            "agent",
+            "transfer",
+            json!({ "message": "attended transfer completed", "destination": destination }),
+        );
+        self.record_transfer(kind, &destination, from_agent, true, None, by).await;
+        self.connect().await;
+        Ok(())
+    }
+
+    /// Attended transfer abandoned: the consulted person's leg ends, the agent has the caller.
+    async fn cancel_consult(&mut self) -> Result<(), String> {
+        if self.consulting.is_none() {
+            return Err("no consultation in progress".into());
+        }
+        self.note("agent", "transfer", json!({ "message": "consultation cancelled" }));
+        self.back_to_transferor().await;
+        Ok(())
+    }
+
+    /// 3-way call: the caller, the agent and the consulted person hear each other.
+    async fn start_conference(&mut self, by: db::audit::Actor) -> Result<(), String> {
+        let consulted = match (&self.consulting, &self.agent) {
+            (Some(t), Some(c)) if c.state == AgentState::Up => (t, c),
+            (Some(_), _) => return Err("the consulted person has not answered yet".into()),
+            _ => return Err("a 3-way call needs a consultation first".into()),
+        };
+        let (transferor, consulted) = consulted;
+        let (Some(t), Some(c)) = (transferor.media.as_ref(), consulted.media.as_ref()) else {
+            return Err("a leg has no media".into());
+        };
+        let legs = [self.caller.media.id, t.id, c.id];
+        let destination = consulted.extension.clone();
+        let from_agent = transferor.agent;
+        self.calls.ctx.media.conference(&legs).await.map_err(|e| format!("media: {e}"))?;
+        self.conference = true;
+        self.note("agent", "conference", json!({ "message": "3-way call started", "with": destination }));
+        let entry = db::audit::NewAudit {
+            id: domain::AuditId(uuid::Uuid::now_v7()),
+            tenant_id: Some(self.tenant),
+            at: Utc::now(),
+            actor: by,
+            action: "call.conference".into(),
+            resource_type: "call".into(),
+            resource_id: Some(self.id.to_string()),
+            before: None,
+            after: Some(json!({ "from_agent_id": from_agent, "with": destination })),
+            source_ip: None,
+            request_id: None,
+        };
+        let ctx = &self.calls.ctx;
+        let written = async {
+            let mut tx = ctx.db.tenant_tx(self.tenant).await?;
+            db::audit::insert(&mut tx, &entry).await?;
+            tx.commit().await?;
+            Ok::<_, db::DbError>(())
+        }
+        .await;
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not audit a 3-way call");
+        }
+        Ok(())
+    }
+
+    /// A request on the transferring agent's dialog during a consultation. Their BYE hands
+    /// the caller to the consulted person (transfer by hanging up); when that one has not
+    /// answered yet, it becomes a blind transfer.
+    async fn transferor_request(&mut self, transaction: TransactionId, request: Request) {
+        let consulted = self.agent.take();
+        self.agent = self.consulting.take();
+        let bye = request.method == Method::Bye;
+        self.agent_request(transaction, request).await;
+        if !bye {
+            self.consulting = self.agent.take();
+            self.agent = consulted;
+            return;
+        }
+        // `agent_request` answered the BYE and dropped the dialog; the call goes on.
+        self.ending = None;
+        self.close_agent_leg("transferred").await;
+        self.agent = consulted;
+        let answered = self.agent.as_ref().is_some_and(|a| a.state == AgentState::Up);
+        self.conference = false;
+        self.note(
+            "agent",
+            "transfer",
+            json!({ "message": "the transferring agent hung up", "consulted_answered": answered }),
+        );
+        if answered {
+            let destination = self.agent.as_ref().map(|a| a.extension.clone()).unwrap_or_default();
+            self.record_transfer(
+                domain::events::TransferKind::Attended,
+                &destination,
+                None,
+                true,
+                None,
+                db::audit::Actor::system(),
+            )
+            .await;
+            self.connect().await;
+        }
+    }
+
     /// Adds a transfer to the call's history (`call.transferred`) and the audit log.
     async fn record_transfer(
         &mut self,
+        kind: domain::events::TransferKind,
         destination: &str,
         from_agent: Option<UserId>,
         succeeded: bool,
@@ -1694,7 +1999,7 @@ impl Call {
         let ctx = &self.calls.ctx;
         let now = Utc::now();
         let entry = json!({
-            "at": now, "kind": "blind", "from_agent_id": from_agent, "destination": destination,
+            "at": now, "kind": kind, "from_agent_id": from_agent, "destination": destination,
             "succeeded": succeeded, "failure_reason": failure_reason,
         });
         let written = async {
@@ -1705,7 +2010,7 @@ impl Call {
                 self.id,
                 &entry,
                 &db::calls::TransferEvent {
-                    kind: domain::events::TransferKind::Blind,
+                    kind,
                     from_agent_id: from_agent,
                     destination,
                     succeeded,
@@ -1932,11 +2237,6 @@ impl Call {
     async fn finish(mut self) {
         let Some(ending) = self.ending.take() else { return };
         let ctx_core = self.calls.ctx.core.clone();
-        // Finish the file first: closing a leg would end the recording without telling us.
-        let recording = match &self.recording {
-            Some(_) => self.calls.ctx.media.stop_record(self.caller.media.id).await.ok().flatten(),
-            None => None,
-        };
         if self.caller.state == CallerState::Early {
             let mut r = self.caller.dialog.create_response(&self.caller.invite, ending.status);
             if ending.status == StatusCode::OK {
@@ -1948,8 +2248,18 @@ impl Call {
             ctx_core.respond(self.caller.invite_tx, r).await;
             self.caller.state = CallerState::Gone;
         }
-        // Whoever hung up has no dialog left; the other side gets our BYE.
+        // Whoever hung up has no dialog left; the other side gets our BYE, before the
+        // recording is finished (that waits for the disk).
         self.bye_caller().await;
+        if self.agent.as_ref().is_some_and(|a| a.state == AgentState::Up) {
+            self.bye_agent().await;
+        }
+        // Finish the file before closing legs: closing the caller's leg would end the
+        // recording without telling us.
+        let recording = match &self.recording {
+            Some(_) => self.calls.ctx.media.stop_record(self.caller.media.id).await.ok().flatten(),
+            None => None,
+        };
         match self.agent.as_ref().map(|a| a.state) {
             Some(AgentState::Ringing { .. }) => self.cancel_agent(&ending.cause).await,
             Some(AgentState::Up) => {
@@ -1957,6 +2267,11 @@ impl Call {
                 self.close_agent_leg("completed").await;
             }
             _ => {}
+        }
+        if let Some(transferor) = self.consulting.take() {
+            self.agent = Some(transferor);
+            self.bye_agent().await;
+            self.close_agent_leg("completed").await;
         }
         if self.reserved_originator
             && let Some(originator) = &self.originator

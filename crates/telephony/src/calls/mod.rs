@@ -81,6 +81,27 @@ pub enum Control {
         by: db::audit::Actor,
         reply: tokio::sync::oneshot::Sender<Result<(), String>>,
     },
+    /// Attended transfer, step 1: the caller waits with music while the agent is connected to
+    /// `target` (an extension or a number).
+    Consult {
+        target: TransferTarget,
+        by: db::audit::Actor,
+        reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+    },
+    /// The consulted person takes the caller; the agent leaves.
+    CompleteTransfer {
+        by: db::audit::Actor,
+        reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+    },
+    /// The consulted person's leg ends; the agent has the caller back.
+    CancelConsult {
+        reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+    },
+    /// During a consultation: caller, agent and consulted person hear each other.
+    Conference {
+        by: db::audit::Actor,
+        reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// Where a blind transfer sends the caller.
