@@ -564,7 +564,7 @@ async fn other_tenants_resources_answer_404_on_every_id_route() {
             json!({"status": "available"})
         } else if path.ends_with("/members") {
             json!({"user_id": b_user})
-        } else if path.ends_with("/transfer") {
+        } else if path.ends_with("/transfer") || path.ends_with("/consult") {
             json!({"extension": "1000"})
         } else {
             json!({})

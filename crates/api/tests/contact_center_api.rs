@@ -525,6 +525,31 @@ async fn calls_in_progress_and_cdrs_with_filters_and_pages() {
     assert_eq!((one["state"].as_str(), one["talk_ms"].as_u64()), (Some("ended"), Some(57_000)));
     // A call in progress has no CDR yet.
     assert_eq!(app.get(&format!("/api/v1/cdrs/{live}"), &sup).await.0, StatusCode::NOT_FOUND);
+
+    // Call control: bodies are checked first, an ended call is 409, and without the SIP
+    // service in this process (API-only test) an open call answers 503 sip_disabled.
+    for (path, body) in [
+        ("transfer", json!({"extension": "1000", "number": "+1555"})),
+        ("transfer", json!({"number": "sip:x@evil"})),
+        ("consult", json!({})),
+        ("consult", json!({"queue_id": queue})),
+    ] {
+        let (status, problem) =
+            app.send(Method::POST, &format!("/api/v1/calls/{live}/{path}"), &sup, Some(body)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {problem}");
+    }
+    for path in ["consult/complete", "consult/cancel", "conference", "hangup"] {
+        let (status, problem) =
+            app.send(Method::POST, &format!("/api/v1/calls/{answered}/{path}"), &sup, None).await;
+        assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("call_ended")), "{path}");
+        let (status, problem) =
+            app.send(Method::POST, &format!("/api/v1/calls/{live}/{path}"), &sup, None).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("sip_disabled")),
+            "{path}"
+        );
+    }
     assert_eq!(app.get(&format!("/api/v1/cdrs/{}", Uuid::new_v4()), &sup).await.0, StatusCode::NOT_FOUND);
 
     // The CDR is exactly what call.ended carried.

@@ -27,6 +27,10 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_call))
         .routes(routes!(hangup_call))
         .routes(routes!(transfer_call))
+        .routes(routes!(consult_call))
+        .routes(routes!(complete_transfer))
+        .routes(routes!(cancel_consult))
+        .routes(routes!(conference_call))
         .routes(routes!(list_cdrs))
         .routes(routes!(get_cdr))
 }
@@ -174,8 +178,13 @@ async fn transfer_call(
     Path(id): Path<CallId>,
     Json(body): Json<TransferIn>,
 ) -> ApiResult<axum::http::StatusCode> {
-    let tenant = principal.tenant()?;
-    let target = match (body.extension, body.queue_id, body.number) {
+    let target = transfer_target(body)?;
+    let order = |reply| telephony::Control::Transfer { target, by: principal.audit_actor(), reply };
+    send_order(&state, &principal, id, order).await
+}
+
+fn transfer_target(body: TransferIn) -> ApiResult<telephony::TransferTarget> {
+    Ok(match (body.extension, body.queue_id, body.number) {
         (Some(ext), None, None) if !ext.trim().is_empty() && ext.len() <= 32 => {
             telephony::TransferTarget::Extension(ext.trim().to_owned())
         }
@@ -191,7 +200,18 @@ async fn transfer_call(
         _ => {
             return Err(ApiError::field("extension", "give exactly one of extension, queue_id and number"));
         }
-    };
+    })
+}
+
+/// Gives a live call an order that answers with success or a reason (409 `transfer_failed`).
+/// Agents may order their own calls; supervisors and admins any call of the tenant.
+async fn send_order(
+    state: &AppState,
+    principal: &Principal,
+    id: CallId,
+    order: impl FnOnce(tokio::sync::oneshot::Sender<Result<(), String>>) -> telephony::Control,
+) -> ApiResult<axum::http::StatusCode> {
+    let tenant = principal.tenant()?;
     let mut tx = state.db.tenant_tx(tenant).await?;
     let row = db::calls::get_call(&mut tx, id).await?;
     commit(tx).await?;
@@ -203,15 +223,85 @@ async fn transfer_call(
     if row.ended_at.is_some() {
         return Err(ApiError::conflict("call_ended", "the call has already ended"));
     }
-    let calls = live_calls(&state)?;
+    let calls = live_calls(state)?;
     let (reply, answer) = tokio::sync::oneshot::channel();
-    let order = telephony::Control::Transfer { target, by: principal.audit_actor(), reply };
-    calls.control(tenant, id, order).map_err(|_| ApiError::not_found())?;
+    calls.control(tenant, id, order(reply)).map_err(|_| ApiError::not_found())?;
     match answer.await {
         Ok(Ok(())) => Ok(axum::http::StatusCode::NO_CONTENT),
         Ok(Err(reason)) => Err(ApiError::conflict("transfer_failed", reason)),
         Err(_) => Err(ApiError::not_found()),
     }
+}
+
+/// Whom to consult: exactly one of `extension` and `number`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConsultIn {
+    /// An agent's extension in this tenant.
+    extension: Option<String>,
+    /// An external number, through the tenant's outbound trunk.
+    number: Option<String>,
+}
+
+/// Attended transfer, step 1: the caller hears hold music while the agent's phone is
+/// connected to the person consulted (rung now). Follow with `/consult/complete`,
+/// `/consult/cancel` or `/conference`. A destination that cannot be reached answers 409 and
+/// the agent keeps the caller.
+#[utoipa::path(post, path = "/api/v1/calls/{id}/consult", tag = "calls", security(("bearer" = [])), params(("id" = CallId, Path)),
+    request_body = ConsultIn,
+    responses((status = 204), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+async fn consult_call(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<CallId>,
+    Json(body): Json<ConsultIn>,
+) -> ApiResult<axum::http::StatusCode> {
+    let target = match (body.extension, body.number) {
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(ApiError::field("extension", "give exactly one of extension and number"));
+        }
+        (extension, number) => transfer_target(TransferIn { extension, queue_id: None, number })?,
+    };
+    let order = |reply| telephony::Control::Consult { target, by: principal.audit_actor(), reply };
+    send_order(&state, &principal, id, order).await
+}
+
+/// Attended transfer, step 2: the person consulted takes the caller and the agent's leg
+/// ends. 409 when no consultation is answered.
+#[utoipa::path(post, path = "/api/v1/calls/{id}/consult/complete", tag = "calls", security(("bearer" = [])), params(("id" = CallId, Path)),
+    responses((status = 204), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+async fn complete_transfer(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<CallId>,
+) -> ApiResult<axum::http::StatusCode> {
+    let order = |reply| telephony::Control::CompleteTransfer { by: principal.audit_actor(), reply };
+    send_order(&state, &principal, id, order).await
+}
+
+/// Ends the consultation (ringing or talking): the agent has the caller back.
+#[utoipa::path(post, path = "/api/v1/calls/{id}/consult/cancel", tag = "calls", security(("bearer" = [])), params(("id" = CallId, Path)),
+    responses((status = 204), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+async fn cancel_consult(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<CallId>,
+) -> ApiResult<axum::http::StatusCode> {
+    send_order(&state, &principal, id, |reply| telephony::Control::CancelConsult { reply }).await
+}
+
+/// 3-way call: during an answered consultation, the caller, the agent and the person consulted
+/// hear each other (mixed by SIVO). The agent may then hang up (the two others go on) or
+/// complete the transfer.
+#[utoipa::path(post, path = "/api/v1/calls/{id}/conference", tag = "calls", security(("bearer" = [])), params(("id" = CallId, Path)),
+    responses((status = 204), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+async fn conference_call(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<CallId>,
+) -> ApiResult<axum::http::StatusCode> {
+    let order = |reply| telephony::Control::Conference { by: principal.audit_actor(), reply };
+    send_order(&state, &principal, id, order).await
 }
 
 #[derive(Deserialize, IntoParams)]
