@@ -17,20 +17,42 @@ pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / TICKS_PER_SECOND)
 }
 
+/// (busy, total) jiffies of one CPU from /proc/stat; busy excludes idle and iowait.
+pub(crate) fn core_jiffies(cpu: usize) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let name = format!("cpu{cpu}");
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+    let values: Vec<u64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    let total: u64 = values.iter().take(8).sum();
+    let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
+    Some((total.saturating_sub(idle), total))
+}
+
 /// A running measurement of several processes' CPU use.
 pub(crate) struct CpuMeter {
     pids: Vec<u32>,
     start: Vec<f64>,
     at: Instant,
+    core: Option<(usize, (u64, u64))>,
 }
 
 impl CpuMeter {
-    pub(crate) fn start(pids: &[u32]) -> Self {
+    /// Also measures how busy CPU `core` is, whoever uses it.
+    pub(crate) fn start(pids: &[u32], core: Option<usize>) -> Self {
         Self {
             pids: pids.to_vec(),
             start: pids.iter().map(|p| cpu_seconds(*p).unwrap_or(0.0)).collect(),
             at: Instant::now(),
+            core: core.and_then(|c| core_jiffies(c).map(|j| (c, j))),
         }
+    }
+
+    /// How busy the watched core was since `start`, in %.
+    pub(crate) fn core_busy_pct(&self) -> Option<f64> {
+        let (core, (busy0, total0)) = self.core?;
+        let (busy1, total1) = core_jiffies(core)?;
+        let total = total1.saturating_sub(total0);
+        (total > 0).then(|| busy1.saturating_sub(busy0) as f64 * 100.0 / total as f64)
     }
 
     /// (CPU seconds used by each process since `start`, wall seconds elapsed).
@@ -60,5 +82,7 @@ mod tests {
         assert!(x != 42);
         let after = cpu_seconds(std::process::id()).unwrap();
         assert!(after >= before);
+        let (busy, total) = core_jiffies(0).unwrap();
+        assert!(busy <= total);
     }
 }

@@ -14,7 +14,7 @@
 
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::socket::{
@@ -57,6 +57,8 @@ struct Stream {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub(crate) struct WindowReport {
     pub(crate) streams: usize,
+    /// Counted streams of which nothing arrived in the window.
+    pub(crate) silent_streams: usize,
     pub(crate) sent: u64,
     pub(crate) received: u64,
     pub(crate) loss_pct: f64,
@@ -145,10 +147,6 @@ impl Engine {
             Some(Ok(std::net::SocketAddr::V4(a))) => Ok(a),
             _ => anyhow::bail!("no IPv4 socket {socket}"),
         }
-    }
-
-    pub(crate) fn fds(&self) -> Vec<BorrowedFd<'_>> {
-        self.sockets.iter().map(AsFd::as_fd).collect()
     }
 
     /// A new, silent stream sending from socket `socket`; returns its id.
@@ -245,6 +243,7 @@ impl Engine {
         let max_bucket = self.histogram.iter().rposition(|n| *n > 0).map_or(0, |i| i + 1);
         WindowReport {
             streams: counted.len(),
+            silent_streams: counted.iter().filter(|s| s.sent_window > 0 && s.received_window == 0).count(),
             sent,
             received,
             loss_pct: if sent == 0 { 0.0 } else { (sent - received) as f64 * 100.0 / sent as f64 },

@@ -61,6 +61,9 @@ struct PlanArgs {
     /// Processes whose CPU is the server's (comma-separated pids).
     #[arg(long, value_delimiter = ',')]
     server_pid: Vec<u32>,
+    /// The CPU the server is pinned to, to report how busy it was.
+    #[arg(long)]
+    server_core: Option<usize>,
     /// Where the JSON report goes.
     #[arg(long)]
     out: PathBuf,
@@ -120,6 +123,7 @@ fn plan(args: &PlanArgs) -> runner::Plan {
         cps: args.cps.max(1.0),
         max_pending: args.max_pending.max(1),
         server_pids: args.server_pid.clone(),
+        server_core: args.server_core,
         max_loss_pct: args.max_loss_pct,
         max_jitter_ms: args.max_jitter_ms,
     }

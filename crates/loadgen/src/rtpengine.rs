@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
-use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use crate::engine::Engine;
@@ -265,10 +264,6 @@ impl Rtpengine {
 }
 
 impl Signalling for Rtpengine {
-    fn fds(&self) -> Vec<BorrowedFd<'_>> {
-        vec![self.socket.as_fd()]
-    }
-
     fn service(&mut self, engine: &mut Engine, now: Instant) {
         for _ in 0..256 {
             let Ok((len, from)) = self.socket.recv_from(&mut self.buffer) else { break };

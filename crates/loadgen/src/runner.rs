@@ -2,10 +2,8 @@
 //! settle, measure a window (loss, jitter, delay, CPU of the server and of ourselves), and go
 //! to the next N while the criteria hold; then hold the highest passing N for the final window.
 
-use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::Serialize;
 
 use crate::cpu::CpuMeter;
@@ -13,7 +11,6 @@ use crate::engine::{Engine, WindowReport, realtime_ns};
 
 /// What drives calls: sivo's SIP or rtpengine's ng.
 pub(crate) trait Signalling {
-    fn fds(&self) -> Vec<BorrowedFd<'_>>;
     /// Reads what arrived and runs retransmission timers.
     fn service(&mut self, engine: &mut Engine, now: Instant);
     /// Starts one more call.
@@ -30,7 +27,9 @@ pub(crate) trait Signalling {
     fn notes(&self) -> serde_json::Value;
 }
 
-/// Runs media and signalling until `until`.
+/// Runs media and signalling until `until`. Receive times come from the kernel, so the loop
+/// need not wake per packet: it works once per 1 ms slot and sleeps in between, reading what
+/// queued meanwhile in batches.
 pub(crate) fn pump(engine: &mut Engine, signalling: &mut dyn Signalling, until: Instant) {
     loop {
         let now = Instant::now();
@@ -42,14 +41,9 @@ pub(crate) fn pump(engine: &mut Engine, signalling: &mut dyn Signalling, until: 
             return;
         }
         let next = engine.next_due().min(until);
-        let wait_ms = next.saturating_duration_since(now).as_millis().clamp(1, 5) as u16;
-        let mut fds: Vec<PollFd<'_>> = engine
-            .fds()
-            .into_iter()
-            .chain(signalling.fds())
-            .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
-            .collect();
-        let _ = poll(&mut fds, PollTimeout::from(wait_ms));
+        if next > now {
+            std::thread::sleep(next - now);
+        }
     }
 }
 
@@ -64,6 +58,8 @@ pub(crate) struct Plan {
     /// Calls started and not yet bridged, at most.
     pub(crate) max_pending: usize,
     pub(crate) server_pids: Vec<u32>,
+    /// The CPU the server is pinned to (its busy share is reported: others may use it too).
+    pub(crate) server_core: Option<usize>,
     pub(crate) max_loss_pct: f64,
     pub(crate) max_jitter_ms: f64,
 }
@@ -79,6 +75,8 @@ pub(crate) struct Step {
     /// Server CPU µs per call per second of call (= CPU % × 10⁴ / calls).
     pub(crate) server_cpu_us_per_call_s: f64,
     pub(crate) loadgen_cpu_pct: f64,
+    /// How busy the server's CPU was, all processes included (other work on the machine too).
+    pub(crate) server_core_busy_pct: Option<f64>,
     pub(crate) media: WindowReport,
     pub(crate) ramp_secs: f64,
 }
@@ -101,7 +99,7 @@ fn say(text: &str) {
 fn ramp_to(engine: &mut Engine, s: &mut dyn Signalling, plan: &Plan, target: usize) -> Result<f64, String> {
     let started = Instant::now();
     let missing = target.saturating_sub(s.bridged());
-    let deadline = started + Duration::from_secs_f64(missing as f64 / plan.cps * 3.0 + 30.0);
+    let deadline = started + Duration::from_secs_f64(missing as f64 / plan.cps * 3.0 + 60.0);
     let interval = Duration::from_secs_f64(1.0 / plan.cps);
     let mut next = started;
     let failed_before = s.failed();
@@ -153,9 +151,10 @@ fn measure(
     engine.begin_window(start, end);
     let mut pids = plan.server_pids.clone();
     pids.push(std::process::id());
-    let meter = CpuMeter::start(&pids);
+    let meter = CpuMeter::start(&pids, plan.server_core);
     pump(engine, s, Instant::now() + Duration::from_secs_f64(secs));
     let (cpu, wall) = meter.stop();
+    let server_core_busy_pct = meter.core_busy_pct();
     // Packets sent at the end of the window are still on their way.
     pump(engine, s, Instant::now() + Duration::from_millis(500));
     let media = engine.end_window();
@@ -180,6 +179,7 @@ fn measure(
         server_cpu_pct,
         server_cpu_us_per_call_s: if calls == 0 { 0.0 } else { server * 1e6 / (calls as f64 * wall) },
         loadgen_cpu_pct: loadgen / wall * 100.0,
+        server_core_busy_pct,
         media,
         ramp_secs: ramp,
     }
@@ -188,9 +188,10 @@ fn measure(
 fn describe(label: &str, step: &Step) {
     let m = &step.media;
     say(&format!(
-        "{label} N={:5}  loss {:.3} %  jitter mean {:.2} p99 {:.2} max {:.2} ms  delay p50 {:.2} p99 {:.2} ms  server CPU {:5.1} % ({:.1} µs/call·s)  loadgen CPU {:5.1} % late {:.1} ms  {}",
+        "{label} N={:5}  loss {:.3} % ({} silent streams)  jitter mean {:.2} p99 {:.2} max {:.2} ms  delay p50 {:.2} p99 {:.2} ms  server CPU {:5.1} % ({:.1} µs/call·s, core busy {:.0} %)  loadgen CPU {:5.1} % late {:.1} ms  {}",
         step.calls,
         m.loss_pct,
+        m.silent_streams,
         m.jitter_mean_ms,
         m.jitter_p99_ms,
         m.jitter_max_ms,
@@ -198,6 +199,7 @@ fn describe(label: &str, step: &Step) {
         m.delay_p99_ms,
         step.server_cpu_pct,
         step.server_cpu_us_per_call_s,
+        step.server_core_busy_pct.unwrap_or(0.0),
         step.loadgen_cpu_pct,
         m.loadgen_max_late_ms,
         step.reason.as_deref().unwrap_or("pass"),
@@ -230,6 +232,7 @@ pub(crate) fn run(engine: &mut Engine, s: &mut dyn Signalling, plan: &Plan, labe
                     server_cpu_pct: 0.0,
                     server_cpu_us_per_call_s: 0.0,
                     loadgen_cpu_pct: 0.0,
+                    server_core_busy_pct: None,
                     media: WindowReport::default(),
                     ramp_secs: 0.0,
                 });
@@ -249,12 +252,10 @@ pub(crate) fn run(engine: &mut Engine, s: &mut dyn Signalling, plan: &Plan, labe
     if let Some(n) = best_n
         && plan.final_secs > 0.0
     {
-        let extra = s.bridged().saturating_sub(n);
-        s.hang_up(engine, extra, Instant::now());
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while s.ending() > 0 && Instant::now() < deadline {
-            pump(engine, s, Instant::now() + Duration::from_millis(50));
-        }
+        // Fresh calls for the final window: a server pushed past its limit by the failing
+        // step may not recover the calls it had then (rtpengine does not).
+        hang_up_all(engine, s);
+        pump(engine, s, Instant::now() + Duration::from_secs_f64(plan.settle_secs));
         match ramp_to(engine, s, plan, n) {
             Ok(ramp) => {
                 let step = measure(engine, s, plan, n, plan.final_secs, ramp);

@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
-use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use sip::auth::DigestClient;
@@ -643,10 +642,6 @@ impl Sivo {
 }
 
 impl Signalling for Sivo {
-    fn fds(&self) -> Vec<BorrowedFd<'_>> {
-        vec![self.carrier.as_fd(), self.agent_sip.as_fd()]
-    }
-
     fn service(&mut self, engine: &mut Engine, now: Instant) {
         self.drain(engine, now);
         self.timers(engine, now);
