@@ -248,3 +248,91 @@ ${plays}
     return { done, kill: () => child.kill('SIGKILL') };
   })();
 }
+
+/**
+ * A carrier that takes one outbound call with sipp on 127.0.0.2:`port`: the call fails unless the
+ * Request-URI is `number` and From and P-Asserted-Identity present `callerId`. It rings, answers
+ * with PCMA, echoes the audio it receives (`-rtp_echo`) and waits for the BYE. Resolves with
+ * sipp's exit code and output.
+ */
+export function carrierAnswer(opts: { port: number; workDir: string; number: string; callerId: string }) {
+  const re = (s: string) => s.replace(/[+.*?()[\]{}|^$\\]/g, (c) => `\\${c}`);
+  const scenario = `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="softphone e2e carrier answers">
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp="^INVITE sip:${re(opts.number)}@" search_in="msg" check_it="true" assign_to="1"/>
+      <ereg regexp="sip:${re(opts.callerId)}@" search_in="hdr" header="From:" check_it="true" assign_to="2"/>
+      <ereg regexp="sip:${re(opts.callerId)}@" search_in="hdr" header="P-Asserted-Identity:" check_it="true" assign_to="3"/>
+    </action>
+  </recv>
+  <Reference variables="1,2,3"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:carrier@[local_ip]:[local_port]>
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <pause milliseconds="500"/>
+  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:carrier@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=- 2 2 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+
+    ]]>
+  </send>
+  <recv request="ACK" crlf="true"/>
+  <recv request="BYE"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+</scenario>
+`;
+  const path = join(opts.workDir, `carrier-answer-${Date.now()}.xml`);
+  writeFileSync(path, scenario);
+  return (async () => {
+    const mediaPort = await freePort('127.0.0.2', true);
+    const child = spawn('sipp', [
+      '-sf', path, '-i', '127.0.0.2', '-p', String(opts.port), '-mp', String(mediaPort), '-rtp_echo',
+      '-m', '1', '-timeout', '120s', '-timeout_error', '-nostdin',
+    ], { cwd: opts.workDir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+    const done = new Promise<{ code: number | null; output: string }>((ok) => child.once('exit', (code) => ok({ code, output })));
+    return { done, kill: () => child.kill('SIGKILL') };
+  })();
+}

@@ -10,7 +10,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expectAccessible, shot, submitPassword } from './helpers';
-import { carrierCall, startPhoneServer, type PhoneServer } from './softphone-server';
+import { carrierAnswer, carrierCall, freePort, startPhoneServer, type PhoneServer } from './softphone-server';
 
 const web = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const RESULTS = resolve(web, process.env.WEB_E2E_RESULTS ?? 'test-results');
@@ -50,6 +50,7 @@ test.describe.configure({ mode: 'serial' });
 let server: PhoneServer;
 let agentId = '';
 let queueId = '';
+let trunkId = '';
 let context: BrowserContext;
 let page: Page;
 
@@ -99,6 +100,7 @@ test.beforeAll(async ({ browser }) => {
     allowed_cidrs: ['127.0.0.2/32'],
     keepalive: false,
   });
+  trunkId = trunk.id;
   const queue = await server.admin<{ id: string }>('POST', '/api/v1/queues', {
     name: 'Support',
     ring_timeout_secs: 30,
@@ -345,6 +347,54 @@ test('a blind transfer hands the caller to another agent’s softphone', async (
   } finally {
     await tom.context.close();
   }
+});
+
+test('the agent dials an external number: it leaves through the trunk with the tenant caller id', async () => {
+  test.setTimeout(120_000);
+  const CALLER_ID = '+4930999111';
+  const NUMBER = '+15557654321';
+  const carrierPort = await freePort('127.0.0.2', true);
+  await server.admin('PATCH', `/api/v1/trunks/${trunkId}`, { port: carrierPort });
+  await server.admin('PATCH', '/api/v1/settings', { outbound_trunk_id: trunkId, outbound_caller_id: CALLER_ID });
+  const carrier = await carrierAnswer({ port: carrierPort, workDir: server.dataDir, number: NUMBER, callerId: CALLER_ID });
+
+  const dialer = page.getByRole('form', { name: 'Dialer' });
+  await dialer.getByLabel('Number to call').fill('abc');
+  await dialer.getByRole('button', { name: 'Call' }).click();
+  await expect(dialer.getByText('Use digits only')).toBeVisible();
+  await dialer.getByLabel('Number to call').fill('+1 555 765 4321');
+  await shot(page, 'softphone-dialer');
+  await dialer.getByRole('button', { name: 'Call' }).click();
+  await expect(callPanel(page)).toHaveAttribute('data-phase', /dialing|active/, { timeout: 10_000 });
+  await expect(page.getByTestId('caller-number')).toHaveText(NUMBER);
+  await expect(callPanel(page)).toHaveAttribute('data-phase', 'active', { timeout: 20_000 });
+  // The far end talks back what it hears: the browser's fake-microphone beeps return.
+  const echoed = await expect
+    .poll(async () => (await rtpStats(page)).inboundEnergy, { timeout: 20_000 })
+    .toBeGreaterThan(0.001)
+    .then(() => null, (err: unknown) => err);
+  await expect.poll(async () => (await rtpStats(page)).inboundPackets, { timeout: 10_000 }).toBeGreaterThan(75);
+  await shot(page, 'softphone-outbound-call');
+  await page.getByRole('button', { name: 'Hang up' }).click();
+  await expect(page.getByTestId('call-end-reason')).toHaveText('You hung up.', { timeout: 15_000 });
+  const { code, output } = await carrier.done;
+  expect(code, output).toBe(0);
+
+  let cdr: Record<string, unknown> = {};
+  await expect(async () => {
+    const list = await server.admin<{ items: Record<string, unknown>[] }>('GET', '/api/v1/cdrs?direction=outbound');
+    cdr = list.items[0] ?? {};
+    expect(cdr.ended_at).toBeTruthy();
+  }).toPass({ timeout: 15_000 });
+  expect(echoed, `no audio back from the far end; CDR: ${JSON.stringify(cdr)}`).toBeNull();
+  expect(cdr).toMatchObject({ direction: 'outbound', from: CALLER_ID, to: NUMBER, agent_id: agentId, hangup_side: 'agent' });
+  const legs = cdr.legs as { leg: string; transport: string; rtp: Record<string, number> }[];
+  const mine = legs.find((l) => l.leg === 'caller');
+  const far = legs.find((l) => l.leg === 'callee');
+  expect(mine?.transport, JSON.stringify(legs)).toBe('WSS');
+  expect(Number(far?.rtp.packets_received), JSON.stringify(legs)).toBeGreaterThan(50);
+  expect(Number(mine?.rtp.packets_sent), JSON.stringify(legs)).toBeGreaterThan(50);
+  await page.getByRole('button', { name: 'Dismiss' }).click();
 });
 
 test('a blocked microphone is explained clearly', async ({ browser }) => {

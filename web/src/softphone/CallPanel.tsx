@@ -1,6 +1,9 @@
-// The call panel: waiting, ringing (answer/decline), in a call (timer, mute, hold, keypad,
-// transfer, hang up) and the summary after it ends.
+// The call panel: waiting (with a dialer), ringing (answer/decline), calling out, in a call
+// (timer, mute, hold, keypad, blind transfer, consult → attended transfer or 3-way, hang up) and
+// the summary after it ends.
 import { useEffect, useId, useRef, useState, type FormEvent, type ReactNode } from 'react';
+import { api } from '../api/client';
+import { describeError } from '../api/problem';
 import { Button } from '../components/ui';
 import { useSoftphone } from './SoftphoneProvider';
 import { callAbilities, callTimer, dtmfKey, KEYPAD, type Call, type MicState } from './state';
@@ -24,19 +27,67 @@ function IdlePanel({ hint, mic }: { hint: ReactNode; mic: MicState }) {
         </h2>
         <p className="sp-idle-text">{hint}</p>
       </div>
-      {mic.status === 'denied' || mic.status === 'unavailable' ? (
-        <div className="sp-call-body">
-          <MicProblem mic={mic} />
-        </div>
-      ) : null}
+      <div className="sp-call-body">
+        {mic.status === 'denied' || mic.status === 'unavailable' ? <MicProblem mic={mic} /> : null}
+        <Dialer />
+      </div>
     </section>
+  );
+}
+
+/** Calls an extension, or an external number through the tenant's trunk. */
+function Dialer() {
+  const phone = useSoftphone();
+  const id = useId();
+  const [number, setNumber] = useState('');
+  const [error, setError] = useState<string | null>(null);
+  const registered = phone.state.registration.status === 'registered';
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    setError(phone.dial(number));
+  };
+  return (
+    <form className="sp-transfer-form" onSubmit={submit} noValidate aria-label="Dialer">
+      <div className={`field${error ? ' field-invalid' : ''}`}>
+        <label htmlFor={`${id}-number`} className="field-label">
+          Number to call
+        </label>
+        <input
+          id={`${id}-number`}
+          className="input"
+          inputMode="tel"
+          autoComplete="off"
+          placeholder="1001 or +4930123456"
+          value={number}
+          onChange={(e) => {
+            setNumber(e.target.value);
+            setError(null);
+          }}
+          aria-invalid={error ? true : undefined}
+          aria-describedby={error ? `${id}-error` : `${id}-hint`}
+        />
+        {error ? (
+          <p id={`${id}-error`} className="field-error">
+            <span aria-hidden="true">⚠ </span>
+            {error}
+          </p>
+        ) : (
+          <p id={`${id}-hint`} className="field-hint">
+            An extension rings that agent; a number goes out with your company&apos;s caller id.
+          </p>
+        )}
+      </div>
+      <Button type="submit" variant="primary" disabled={!registered}>
+        Call
+      </Button>
+    </form>
   );
 }
 
 function LivePanel({ call, mic }: { call: Call; mic: MicState }) {
   const phone = useSoftphone();
   const can = callAbilities(call);
-  const [tray, setTray] = useState<'none' | 'keypad' | 'transfer'>('none');
+  const [tray, setTray] = useState<'none' | 'keypad' | 'transfer' | 'consult'>('none');
   const now = useTicker(call.phase !== 'ended');
   const answerRef = useRef<HTMLButtonElement>(null);
   const held = call.hold === 'on' || call.hold === 'holding';
@@ -67,7 +118,9 @@ function LivePanel({ call, mic }: { call: Call; mic: MicState }) {
   const kicker =
     call.phase === 'ringing'
       ? 'Incoming call'
-      : call.phase === 'answering'
+      : call.phase === 'dialing'
+        ? 'Calling…'
+        : call.phase === 'answering'
         ? 'Connecting…'
         : call.phase === 'ended'
           ? 'Call ended'
@@ -127,7 +180,7 @@ function LivePanel({ call, mic }: { call: Call; mic: MicState }) {
           </>
         )}
 
-        {(call.phase === 'active' || call.phase === 'answering') && (
+        {(call.phase === 'active' || call.phase === 'answering' || call.phase === 'dialing') && (
           <>
             <div className="sp-controls" role="group" aria-label="Call controls">
               <ControlButton label={call.muted ? 'Unmute' : 'Mute'} pressed={call.muted} disabled={!can.mute} onClick={phone.toggleMute} icon={<MicIcon off={call.muted} />} />
@@ -153,6 +206,15 @@ function LivePanel({ call, mic }: { call: Call; mic: MicState }) {
                 onClick={() => setTray((t) => (t === 'transfer' ? 'none' : 'transfer'))}
                 icon={<TransferIcon />}
               />
+              {call.direction === 'inbound' && call.sivoCallId && (
+                <ControlButton
+                  label="Consult"
+                  pressed={tray === 'consult'}
+                  disabled={call.phase !== 'active'}
+                  onClick={() => setTray((t) => (t === 'consult' ? 'none' : 'consult'))}
+                  icon={<TransferIcon />}
+                />
+              )}
             </div>
 
             {call.notice && (
@@ -162,6 +224,7 @@ function LivePanel({ call, mic }: { call: Call; mic: MicState }) {
             )}
             {tray === 'keypad' && <KeypadTray call={call} enabled={can.keypad} onKey={phone.sendDtmf} />}
             {tray === 'transfer' && <TransferTray call={call} enabled={can.transfer} onTransfer={phone.transfer} />}
+            {tray === 'consult' && call.sivoCallId && <ConsultTray callId={call.sivoCallId} enabled={can.consult} />}
             {tray !== 'transfer' && call.transfer.phase === 'failed' && (
               <p className="alert alert-error" role="alert">
                 Transfer to {call.transfer.target} failed: {call.transfer.reason}. The caller is still with you.
@@ -291,6 +354,100 @@ function TransferTray({ call, enabled, onTransfer }: { call: Call; enabled: bool
           <p className="alert alert-error" role="alert">
             Transfer to {t.target} failed: {t.reason}. The caller is still with you.
           </p>
+        )}
+      </div>
+    </div>
+  );
+}
+
+type ConsultPhase = 'idle' | 'starting' | 'consulting' | 'conference' | 'busy';
+
+/**
+ * Attended transfer and 3-way, through SIVO's call-control API: the caller waits with music while
+ * this phone talks to the person consulted; then hand the caller over, bring all three together,
+ * or go back to the caller.
+ */
+function ConsultTray({ callId, enabled }: { callId: string; enabled: boolean }) {
+  const id = useId();
+  const [target, setTarget] = useState('');
+  const [phase, setPhase] = useState<ConsultPhase>('idle');
+  const [consulted, setConsulted] = useState('');
+  const [error, setError] = useState<string | null>(null);
+  const [info, setInfo] = useState<string | null>(null);
+  const run = async (next: ConsultPhase, before: ConsultPhase, action: () => Promise<unknown>, done: string) => {
+    setPhase('busy');
+    setError(null);
+    try {
+      await action();
+      setPhase(next);
+      setInfo(done);
+    } catch (err) {
+      setPhase(before);
+      setError(describeError(err));
+    }
+  };
+  const start = (e: FormEvent) => {
+    e.preventDefault();
+    const text = target.trim().replace(/[\s\-.()]/g, '');
+    if (!/^\+?[0-9]{2,32}$/.test(text)) {
+      setError('Use digits only, e.g. 1001 or +4930123456.');
+      return;
+    }
+    const body = text.length <= 6 && !text.startsWith('+') ? { extension: text } : { number: text };
+    setConsulted(text);
+    void run('consulting', 'idle', () => api.post('/api/v1/calls/{id}/consult', { path: { id: callId }, body }), `Calling ${text}; the caller hears hold music.`);
+  };
+  const path = { path: { id: callId } };
+  return (
+    <div className="sp-tray">
+      <p className="sp-tray-title">Consult, then transfer or 3-way</p>
+      {phase === 'idle' || (phase === 'busy' && !consulted) ? (
+        <form className="sp-transfer-form" onSubmit={start} noValidate aria-label="Consult">
+          <div className={`field${error ? ' field-invalid' : ''}`}>
+            <label htmlFor={`${id}-consult`} className="field-label">
+              Extension or number to consult
+            </label>
+            <input
+              id={`${id}-consult`}
+              className="input"
+              inputMode="tel"
+              autoComplete="off"
+              placeholder="1001 or +4930123456"
+              value={target}
+              onChange={(e) => setTarget(e.target.value)}
+              aria-invalid={error ? true : undefined}
+            />
+          </div>
+          <Button type="submit" variant="primary" disabled={!enabled} busy={phase === 'busy'}>
+            Consult
+          </Button>
+        </form>
+      ) : (
+        <div className="button-row" role="group" aria-label="Consultation">
+          <Button
+            variant="primary"
+            busy={phase === 'busy'}
+            onClick={() => void run('idle', phase === 'busy' ? 'consulting' : phase, () => api.post('/api/v1/calls/{id}/consult/complete', path), `The caller is with ${consulted} now.`)}
+          >
+            Complete transfer
+          </Button>
+          {phase !== 'conference' && (
+            <Button onClick={() => void run('conference', 'consulting', () => api.post('/api/v1/calls/{id}/conference', path), `3-way call with ${consulted}.`)}>
+              3-way call
+            </Button>
+          )}
+          <Button onClick={() => void run('idle', 'consulting', () => api.post('/api/v1/calls/{id}/consult/cancel', path), 'Back with the caller.')}>
+            Cancel consult
+          </Button>
+        </div>
+      )}
+      <div aria-live="polite" data-testid="consult-status">
+        {error ? (
+          <p className="alert alert-error" role="alert">
+            {error}
+          </p>
+        ) : (
+          info && <p className="small">{info}</p>
         )}
       </div>
     </div>

@@ -57,6 +57,9 @@ export interface SoftphoneValue {
   sendDtmf: (tone: string) => void;
   /** Blind transfer (REFER); returns an error message for an unusable target. */
   transfer: (input: string) => string | null;
+  /** Calls an extension or an external number (through the tenant's trunk); returns an error
+   * message for unusable input or when the phone cannot call now. */
+  dial: (input: string) => string | null;
   dismiss: () => void;
   /** The current call's RTCPeerConnection stats (audio levels, packets), or null. */
   getStats: () => Promise<RTCStatsReport | null>;
@@ -106,34 +109,21 @@ export function SoftphoneProvider({ children }: { children: ReactNode }) {
     callRef.current = state.call;
   });
 
-  /** A new INVITE: show it, ring, follow the session to its end. */
-  const onIncoming = useCallback((s: RTCSession, request: IncomingInviteLike) => {
-    const busy = session.current && !session.current.isEnded();
-    if (busy) {
-      try {
-        s.terminate({ status_code: 486, reason_phrase: 'Busy Here' });
-      } catch {
-        /* gone */
-      }
-      return;
-    }
-    const id = s.id;
-    session.current = s;
-    const number = callerNumber(request.from?.display_name, request.from?.uri?.user);
-    const queue = header(request, 'X-Sivo-Queue');
-    const sivoCallId = header(request, 'X-Sivo-Call-Id');
-    dispatch({ type: 'call/incoming', id, number, queue, sivoCallId, at: Date.now() });
-    ringer.current.start();
+  /** Follows a session (incoming or outgoing) to its end: audio, SDP, mute, the end reason. */
+  const follow = useCallback((s: RTCSession, id: string, direction: 'inbound' | 'outbound') => {
     let micFailed = false;
 
-    s.on('peerconnection', (e: { peerconnection: RTCPeerConnection }) => {
-      e.peerconnection.addEventListener('track', (ev: RTCTrackEvent) => {
+    const play = (pc: RTCPeerConnection) =>
+      pc.addEventListener('track', (ev: RTCTrackEvent) => {
         const el = audio.current;
         if (!el) return;
         el.srcObject = ev.streams[0] ?? new MediaStream([ev.track]);
         void el.play().catch(() => undefined);
       });
-    });
+    // An outgoing session made its RTCPeerConnection inside `ua.call()`, before we could listen
+    // for 'peerconnection'; its remote track arrives later, with the answer.
+    if (s.connection) play(s.connection);
+    else s.on('peerconnection', (e: { peerconnection: RTCPeerConnection }) => play(e.peerconnection));
     // Offer G.711 first: carriers speak it, so the media server relays instead of transcoding.
     s.on('sdp', (e: { originator: string; type: string; sdp: string }) => {
       if (e.originator === 'local') e.sdp = preferG711(e.sdp);
@@ -158,6 +148,7 @@ export function SoftphoneProvider({ children }: { children: ReactNode }) {
       const call = callRef.current?.id === id ? callRef.current : null;
       const status = e.message && 'status_code' in e.message ? e.message.status_code : null;
       let reason = describeEnd(e.originator, e.cause, status);
+      if (direction === 'outbound' && e.originator === 'remote' && e.cause === 'Terminated') reason = 'The other party hung up.';
       const handedOver = transferred.current?.id === id ? transferred.current.target : null;
       if (handedOver) reason = `Transferred to ${handedOver}.`;
       else if (micFailed) reason = 'The call could not be answered: the microphone is not available.';
@@ -168,6 +159,27 @@ export function SoftphoneProvider({ children }: { children: ReactNode }) {
     s.on('ended', finish);
     s.on('failed', finish);
   }, []);
+
+  /** A new INVITE: show it, ring, follow the session to its end. */
+  const onIncoming = useCallback((s: RTCSession, request: IncomingInviteLike) => {
+    const busy = session.current && !session.current.isEnded();
+    if (busy) {
+      try {
+        s.terminate({ status_code: 486, reason_phrase: 'Busy Here' });
+      } catch {
+        /* gone */
+      }
+      return;
+    }
+    const id = s.id;
+    session.current = s;
+    const number = callerNumber(request.from?.display_name, request.from?.uri?.user);
+    const queue = header(request, 'X-Sivo-Queue');
+    const sivoCallId = header(request, 'X-Sivo-Call-Id');
+    dispatch({ type: 'call/incoming', id, number, queue, sivoCallId, at: Date.now() });
+    ringer.current.start();
+    follow(s, id, 'inbound');
+  }, [follow]);
 
   // The user agent: (re)built when started, on restart, and for another user.
   useEffect(() => {
@@ -446,6 +458,30 @@ export function SoftphoneProvider({ children }: { children: ReactNode }) {
     return null;
   }, []);
 
+  const dial = useCallback(
+    (input: string): string | null => {
+      const u = ua.current;
+      if (!u || !u.isRegistered() || !account) return 'The phone is not registered yet.';
+      if (session.current && !session.current.isEnded()) return 'Finish the current call first.';
+      const parsed = parseTransferTarget(input);
+      if ('error' in parsed) return parsed.error;
+      const number = parsed.target.replace(/^sips?:/i, '').split('@')[0] ?? parsed.target;
+      const target = /^sips?:/i.test(parsed.target) ? parsed.target : `sip:${parsed.target}@${account.domain}`;
+      let s: RTCSession;
+      try {
+        // SIVO challenges the INVITE (407) and JsSIP answers with the same credentials.
+        s = u.call(target, { ...ANSWER_OPTIONS, rtcOfferConstraints: undefined }) as RTCSession;
+      } catch (err) {
+        return `The call could not start: ${describeError(err)}`;
+      }
+      session.current = s;
+      dispatch({ type: 'call/outgoing', id: s.id, number, at: Date.now() });
+      follow(s, s.id, 'outbound');
+      return null;
+    },
+    [account, follow],
+  );
+
   const dismiss = useCallback(() => dispatch({ type: 'call/dismiss' }), []);
 
   const start = useCallback(() => setWanted(true), []);
@@ -513,10 +549,11 @@ export function SoftphoneProvider({ children }: { children: ReactNode }) {
       toggleHold,
       sendDtmf,
       transfer,
+      dial,
       dismiss,
       getStats,
     }),
-    [state, account, eligible, start, restart, checkMic, answer, decline, hangup, toggleMute, toggleHold, sendDtmf, transfer, dismiss, getStats],
+    [state, account, eligible, start, restart, checkMic, answer, decline, hangup, toggleMute, toggleHold, sendDtmf, transfer, dial, dismiss, getStats],
   );
 
   return (

@@ -205,3 +205,22 @@ describe('SDP codec preference', () => {
     expect(out).toContain('m=video 9 RTP/AVP 96 0');
   });
 });
+
+describe('outgoing calls', () => {
+  it('dial → active → ended; hang-up allowed while dialing; consult only for inbound calls with a SIVO id', () => {
+    let s = run([{ type: 'call/outgoing', id: 'o1', number: '+15557654321', at: 1_000 }]);
+    expect(s.call).toMatchObject({ phase: 'dialing', direction: 'outbound', number: '+15557654321', queue: null });
+    expect(callAbilities(s.call)).toMatchObject({ hangup: true, answer: false, mute: false });
+    // A call arriving meanwhile does not replace it (the provider answers 486).
+    s = reducer(s, incoming('s2'));
+    expect(s.call?.id).toBe('o1');
+    s = reducer(s, { type: 'call/confirmed', id: 'o1', at: 3_000 });
+    expect(s.call).toMatchObject({ phase: 'active', answeredAt: 3_000 });
+    expect(callAbilities(s.call)).toMatchObject({ transfer: true, consult: false });
+    s = reducer(s, { type: 'call/ended', id: 'o1', at: 9_000, reason: 'You hung up.' });
+    expect(callTimer(s.call!, 20_000)).toBe('0:06');
+
+    const inbound = run([incoming('s3'), { type: 'call/answering', id: 's3' }, { type: 'call/confirmed', id: 's3', at: 2_000 }]);
+    expect(callAbilities(inbound.call).consult).toBe(true);
+  });
+});

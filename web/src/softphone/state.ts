@@ -33,11 +33,14 @@ export type Transfer =
   | { phase: 'done'; target: string }
   | { phase: 'failed'; target: string; reason: string };
 
-export type CallPhase = 'ringing' | 'answering' | 'active' | 'ended';
+/** `dialing`: an outgoing call not answered yet. */
+export type CallPhase = 'dialing' | 'ringing' | 'answering' | 'active' | 'ended';
 
 export interface Call {
   /** JsSIP's session id. */
   id: string;
+  /** Whether the agent placed the call (then `number` is the one dialled). */
+  direction: 'inbound' | 'outbound';
   /** The caller's number (the From display name the B2BUA sets, else the From user). */
   number: string;
   /** `X-Sivo-Queue`: which queue the call came through, if any. */
@@ -78,6 +81,7 @@ export type Action =
   | { type: 'reg/stopped' }
   | { type: 'mic'; mic: MicState }
   | { type: 'call/incoming'; id: string; number: string; queue: string | null; sivoCallId: string | null; at: number }
+  | { type: 'call/outgoing'; id: string; number: string; at: number }
   | { type: 'call/answering'; id: string }
   | { type: 'call/confirmed'; id: string; at: number }
   | { type: 'call/ended'; id: string; at: number; reason: string }
@@ -113,10 +117,33 @@ export function reducer(state: SoftphoneState, action: Action): SoftphoneState {
         ...state,
         call: {
           id: action.id,
+          direction: 'inbound',
           number: action.number,
           queue: action.queue,
           sivoCallId: action.sivoCallId,
           phase: 'ringing',
+          receivedAt: action.at,
+          answeredAt: null,
+          endedAt: null,
+          muted: false,
+          hold: 'off',
+          transfer: { phase: 'idle' },
+          dtmf: '',
+          endReason: null,
+          notice: null,
+        },
+      };
+    case 'call/outgoing':
+      if (state.call && state.call.phase !== 'ended') return state;
+      return {
+        ...state,
+        call: {
+          id: action.id,
+          direction: 'outbound',
+          number: action.number,
+          queue: null,
+          sivoCallId: null,
+          phase: 'dialing',
           receivedAt: action.at,
           answeredAt: null,
           endedAt: null,
@@ -161,11 +188,13 @@ export function callAbilities(call: Call | null) {
   return {
     answer: call?.phase === 'ringing',
     decline: call?.phase === 'ringing',
-    hangup: call?.phase === 'active' || call?.phase === 'answering',
+    hangup: call?.phase === 'active' || call?.phase === 'answering' || call?.phase === 'dialing',
     mute: live,
     hold: live && (call.hold === 'off' || call.hold === 'on'),
     keypad: live && call.hold === 'off',
     transfer: live && !transferring,
+    /** Attended transfer and 3-way go through SIVO's API, which needs its call id. */
+    consult: live && !transferring && call.direction === 'inbound' && !!call.sivoCallId,
   };
 }
 
