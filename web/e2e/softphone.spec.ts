@@ -349,6 +349,63 @@ test('a blind transfer hands the caller to another agent’s softphone', async (
   }
 });
 
+test('attended transfer from the softphone: consult another agent, 3-way call, then hand the caller over', async ({ browser }) => {
+  test.setTimeout(150_000);
+  const tom = await newAgentContext(browser);
+  try {
+    const t = tom.page;
+    await t.goto('/login');
+    await submitPassword(t, TRANSFER_AGENT.email, PASSWORD);
+    await expect(registration(t)).toHaveAttribute('data-state', 'green', { timeout: 30_000 });
+    await t.getByRole('group', { name: 'Set my status' }).getByRole('button', { name: /^Available/ }).click();
+    await expect(myStatus(t)).toContainText('Available');
+    const extension = (await t.getByTestId('my-extension').innerText()).trim();
+
+    const call = await carrierCall({ sipPort: server.sipPort, did: DID, plays: 6, workDir: server.dataDir, caller: CALLER });
+    await expect(callPanel(page)).toHaveAttribute('data-phase', 'ringing', { timeout: 20_000 });
+    const callId = (await callPanel(page).getAttribute('data-call-id')) ?? '';
+    await page.getByRole('button', { name: 'Answer' }).click();
+    await expect(callPanel(page)).toHaveAttribute('data-phase', 'active', { timeout: 20_000 });
+
+    // Consult Tom: the caller waits with music while Pia and Tom talk.
+    await page.getByRole('button', { name: 'Consult' }).click();
+    await page.getByLabel('Extension or number to consult').fill(extension);
+    await page.getByRole('form', { name: 'Consult' }).getByRole('button', { name: 'Consult' }).click();
+    await expect(page.getByTestId('consult-status')).toContainText(`Calling ${extension}`, { timeout: 15_000 });
+    await expect(callPanel(t)).toHaveAttribute('data-phase', 'ringing', { timeout: 20_000 });
+    await expect(callPanel(t)).toHaveAttribute('data-call-id', callId);
+    await t.getByRole('button', { name: 'Answer' }).click();
+    await expect(callPanel(t)).toHaveAttribute('data-phase', 'active', { timeout: 20_000 });
+    await shot(page, 'softphone-consulting');
+
+    // 3-way: Tom now hears the caller (mixed by SIVO).
+    const consultation = page.getByRole('group', { name: 'Consultation' });
+    await consultation.getByRole('button', { name: '3-way call' }).click();
+    await expect(page.getByTestId('consult-status')).toContainText('3-way call', { timeout: 15_000 });
+    await expect
+      .poll(async () => (await rtpStats(t)).inboundEnergy, { timeout: 20_000, message: 'Tom does not hear the caller in the 3-way call' })
+      .toBeGreaterThan(0.001);
+    await shot(page, 'softphone-three-way');
+
+    // Pia hands the caller over and leaves.
+    await consultation.getByRole('button', { name: 'Complete transfer' }).click();
+    await expect(callPanel(page)).toHaveAttribute('data-phase', 'ended', { timeout: 15_000 });
+    await expect(callPanel(t)).toHaveAttribute('data-phase', 'active');
+    const { code, output } = await call.done;
+    expect(code, output).toBe(0);
+    await expect(t.getByTestId('call-end-reason')).toHaveText('The caller hung up.', { timeout: 15_000 });
+
+    const cdr = await cdrWhenEnded(callId);
+    expect(cdr.agent_id).toBe(await userId(TRANSFER_AGENT.email));
+    const transfers = cdr.transfers as { kind: string; succeeded: boolean }[];
+    expect(transfers.map((x) => [x.kind, x.succeeded]), JSON.stringify(transfers)).toEqual([['three_way', true]]);
+    await page.getByRole('button', { name: 'Dismiss' }).click();
+    await t.getByRole('button', { name: 'Dismiss' }).click();
+  } finally {
+    await tom.context.close();
+  }
+});
+
 test('the agent dials an external number: it leaves through the trunk with the tenant caller id', async () => {
   test.setTimeout(120_000);
   const CALLER_ID = '+4930999111';
