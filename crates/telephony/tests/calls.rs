@@ -760,3 +760,236 @@ async fn attended_transfer_with_a_cancelled_consultation_then_a_three_way_call()
     assert!(std::fs::metadata(path).unwrap().len() > 44 + 8000 * 2 * 2 * 5, "shorter than 5 s");
     s.server.shutdown().await;
 }
+
+/// A phone driven by the test itself over UDP (sipp runs one call per scenario; this one needs
+/// two dialogs at once): built with the `sip` crate's message and dialog types.
+struct HandPhone {
+    socket: tokio::net::UdpSocket,
+    server: std::net::SocketAddr,
+    contact: sip::NameAddr,
+}
+
+impl HandPhone {
+    async fn send(&self, bytes: Vec<u8>) {
+        self.socket.send_to(&bytes, self.server).await.unwrap();
+    }
+
+    /// The next message that `keep` accepts (others, e.g. retransmissions, are skipped).
+    async fn next(&self, what: &str, keep: impl Fn(&sip::Message) -> bool) -> sip::Message {
+        let mut buf = vec![0u8; 65_536];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let (len, _) = tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("no {what} within 15 s"))
+                .unwrap();
+            let Ok(message) = sip::parse_datagram(&buf[..len]) else { continue };
+            if keep(&message) {
+                return message;
+            }
+        }
+    }
+
+    fn via(&self) -> sip::Via {
+        let local = self.socket.local_addr().unwrap();
+        let branch = format!("{}{:016x}", sip::BRANCH_MAGIC_COOKIE, rand::random::<u64>());
+        let std::net::IpAddr::V4(ip) = local.ip() else { unreachable!("IPv4 loopback") };
+        sip::Via::new(sip::Transport::Udp, sip::Host::Ipv4(ip), Some(local.port()), &branch)
+    }
+}
+
+fn sdp_for(port: u16) -> Vec<u8> {
+    format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n").into_bytes()
+}
+
+#[tokio::test]
+async fn attended_transfer_by_refer_with_replaces_joins_the_caller_to_the_consulted_agent() {
+    use sip::{HeaderName, Message, Method, NameAddr, Request, StatusCode, Uri};
+    let s = setup(20).await;
+    let first = agent(&s, "first@acme.example").await;
+    let second = agent(&s, "second@acme.example").await;
+    // Only the first agent is in the queue's rotation for the carrier's call.
+    let mut tx = s.db.db.tenant_tx(s.tenant).await.unwrap();
+    db::queues::remove_member(&mut tx, s.queue, second.id).await.unwrap();
+    tx.commit().await.unwrap();
+    let (first_port, second_port) = (common::free_udp_port("127.0.0.1"), common::free_udp_port("127.0.0.1"));
+    register(&s, &first, first_port).await;
+    register(&s, &second, second_port).await;
+    let second_phone = phone("agent_answer.xml", second_port);
+    let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let media_port = media.local_addr().unwrap().port();
+    let a = HandPhone {
+        socket: tokio::net::UdpSocket::bind(("127.0.0.1", first_port)).await.unwrap(),
+        server: s.server.udp_addr(),
+        contact: format!("<sip:{}@127.0.0.1:{first_port}>", first.extension).parse().unwrap(),
+    };
+    let carrier = tokio::spawn({
+        let addr = s.server.udp_addr();
+        async move {
+            let text = std::fs::read_to_string(format!(
+                "{}/tests/sipp/carrier_call.xml",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
+            .replace("PAUSE", "8000");
+            let path = common::work_dir().join(format!("{}-replaces.xml", Uuid::new_v4().simple()));
+            std::fs::write(&path, text).unwrap();
+            common::run(vec![
+                addr.to_string(),
+                "-sf".into(),
+                path.display().to_string(),
+                "-s".into(),
+                DID.into(),
+                "-i".into(),
+                "127.0.0.2".into(),
+                "-p".into(),
+                common::free_udp_port("127.0.0.2").to_string(),
+                "-mp".into(),
+                common::free_udp_port("127.0.0.2").to_string(),
+                "-m".into(),
+                "1".into(),
+                "-timeout".into(),
+                "60s".into(),
+                "-timeout_error".into(),
+            ])
+            .await
+        }
+    });
+
+    // Call 1: the queue rings the first agent, who answers.
+    let Message::Request(invite) = a
+        .next("INVITE from the queue", |m| matches!(m, Message::Request(r) if r.method == Method::Invite))
+        .await
+    else {
+        unreachable!()
+    };
+    let mut call1 = sip::dialog::Dialog::new_uas(&invite, "a-tag-1", a.contact.clone()).unwrap();
+    let mut ok = call1.create_response(&invite, StatusCode::OK);
+    ok.headers.push(HeaderName::ContentType, "application/sdp");
+    ok.body = sdp_for(media_port);
+    a.send(ok.to_bytes()).await;
+    a.next("ACK", |m| matches!(m, Message::Request(r) if r.method == Method::Ack)).await;
+    call1.confirm();
+
+    // Call 2: the same phone calls the second agent's extension (Digest-challenged).
+    let target: Uri = format!("sip:{}@{DOMAIN}", second.extension).parse().unwrap();
+    let mut from: NameAddr = format!("<sip:{}@{DOMAIN}>", first.extension).parse().unwrap();
+    from.set_tag("a-tag-2");
+    let new_invite = |cseq: u32| {
+        let mut r = sip::dialog::new_request(sip::dialog::RequestParts {
+            method: Method::Invite,
+            uri: target.clone(),
+            from: from.clone(),
+            to: NameAddr::new(target.clone()),
+            call_id: "consult-call-2@hand-phone".into(),
+            cseq,
+            via: a.via(),
+            contact: Some(a.contact.clone()),
+            routes: Vec::new(),
+        });
+        r.headers.push(HeaderName::ContentType, "application/sdp");
+        r.body = sdp_for(media_port);
+        r
+    };
+    let first_try = new_invite(1);
+    a.send(first_try.to_bytes()).await;
+    let Message::Response(challenge) =
+        a.next("407", |m| matches!(m, Message::Response(r) if r.status.as_u16() == 407)).await
+    else {
+        unreachable!()
+    };
+    let mut ack = Request::new(Method::Ack, target.clone());
+    for name in [HeaderName::Via, HeaderName::From, HeaderName::CallId] {
+        ack.headers.push(name.clone(), first_try.headers.get(&name).unwrap().to_owned());
+    }
+    ack.headers.push(HeaderName::To, challenge.headers.get(&HeaderName::To).unwrap().to_owned());
+    ack.headers.push(HeaderName::CSeq, "1 ACK");
+    a.send(ack.to_bytes()).await;
+    let mut second_try = new_invite(2);
+    let chosen = sip::auth::DigestClient::select_challenge(&challenge).unwrap();
+    sip::auth::DigestClient::new(first.extension.clone(), PASSWORD).authorize_request(
+        &mut second_try,
+        &chosen,
+        true,
+        "c0ffee",
+    );
+    a.send(second_try.to_bytes()).await;
+    let Message::Response(answered) =
+        a.next("200 for call 2", |m| matches!(m, Message::Response(r) if r.status == StatusCode::OK)).await
+    else {
+        unreachable!()
+    };
+    let call2 = sip::dialog::Dialog::new_uac(&second_try, &answered, a.contact.clone()).unwrap();
+    a.send(call2.create_ack(2, &a.via()).to_bytes()).await;
+
+    // REFER on call 1 with Replaces naming call 2: the caller goes to the second agent.
+    let mut refer = call1.create_request(Method::Refer, &a.via());
+    let id2 = call2.id();
+    refer.headers.push(
+        HeaderName::ReferTo,
+        format!(
+            "<sip:{}@{DOMAIN}?Replaces={}%3Bto-tag%3D{}%3Bfrom-tag%3D{}>",
+            second.extension,
+            id2.call_id.replace('@', "%40"),
+            id2.remote_tag,
+            id2.local_tag
+        ),
+    );
+    a.send(refer.to_bytes()).await;
+    let mut seen = (false, false, false, false);
+    while !(seen.0 && seen.1 && seen.2 && seen.3) {
+        match a.next("the REFER's outcome", |_| true).await {
+            Message::Response(r) if r.status == StatusCode::ACCEPTED => seen.0 = true,
+            Message::Request(r) if r.method == Method::Notify => {
+                let frag = String::from_utf8_lossy(&r.body).to_string();
+                if frag.contains("SIP/2.0 200") {
+                    seen.1 = true;
+                }
+                assert!(!frag.contains("503"), "the transfer failed: {frag}");
+                a.send(sip::Response::for_request(&r, StatusCode::OK).to_bytes()).await;
+            }
+            Message::Request(r) if r.method == Method::Bye => {
+                let call = r.headers.call_id().unwrap().to_owned();
+                if call == id2.call_id {
+                    seen.3 = true;
+                } else if call == call1.id().call_id {
+                    seen.2 = true;
+                }
+                a.send(sip::Response::for_request(&r, StatusCode::OK).to_bytes()).await;
+            }
+            _ => {}
+        }
+    }
+    answered_by(&s, second.id).await;
+    assert!(carrier.await.unwrap(), "the carrier's call failed");
+    assert!(second_phone.wait_success(Duration::from_secs(10)), "the second agent's phone did not finish");
+
+    // Two CDRs: the carrier's call (now the second agent's) and the consultation call.
+    let mut cdrs = Vec::new();
+    for _ in 0..100 {
+        let mut tx = s.db.db.tenant_tx(s.tenant).await.unwrap();
+        let page = db::calls::list_cdrs(&mut tx, s.tenant, &db::calls::CdrFilter::default(), None, 10)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        if page.items.len() == 2 && page.items.iter().all(|r| r.ended_at.is_some()) {
+            cdrs = page.items.iter().map(|r| r.cdr_json()).collect();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let inbound = cdrs.iter().find(|c| c["direction"] == "inbound").expect("the carrier's CDR");
+    let consult = cdrs.iter().find(|c| c["direction"] == "outbound").expect("the consultation's CDR");
+    assert_eq!(inbound["agent_id"], serde_json::json!(second.id), "{inbound}");
+    let transfers = inbound["transfers"].as_array().unwrap();
+    assert_eq!(
+        (transfers[0]["kind"].as_str(), transfers[0]["succeeded"].as_bool()),
+        (Some("attended"), Some(true))
+    );
+    let last = inbound["legs"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["agent_id"], serde_json::json!(second.id));
+    assert!(rtp(&last, "packets_received") >= 50, "the caller's audio reached the second agent: {last}");
+    assert_eq!(consult["hangup_cause"], "attended_transfer", "{consult}");
+    drop(media);
+    s.server.shutdown().await;
+}

@@ -87,6 +87,18 @@ struct TrunkLeg {
     authorized: bool,
 }
 
+/// The answered leg one call gives another when an attended transfer by REFER with Replaces
+/// joins them.
+pub(crate) struct HandedLeg {
+    leg: AgentLeg,
+}
+
+impl std::fmt::Debug for HandedLeg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandedLeg").field("extension", &self.leg.extension).finish_non_exhaustive()
+    }
+}
+
 /// An agent INVITE we cancelled, until its final answer arrives.
 struct CancelledInvite {
     transaction: TransactionId,
@@ -463,7 +475,6 @@ async fn accept(
             agent_id: arrival.originator.as_ref().map(|a| a.user),
             queue_id: None,
             created_at: now,
-            media_group,
         },
         &inbox_tx,
     );
@@ -846,6 +857,7 @@ impl Call {
         {
             self.calls.add_dialog(call_id, &tag, &self.inbox_tx);
         }
+        self.calls.agent_in_group(agent, self.media_group);
         let ring_secs =
             self.queue.as_ref().map_or(30, |q| u64::try_from(q.queue.ring_timeout_secs).unwrap_or(20));
         self.note("agent", "sip", json!({ "message": "INVITE sent", "agent_id": agent, "extension": extension, "transport": peer.transport.as_str() }));
@@ -1408,6 +1420,9 @@ impl Call {
                 let result = self.cancel_consult().await;
                 let _ = reply.send(result);
             }
+            CallInput::HandOver { shard, reply } => {
+                let _ = reply.send(self.hand_over(shard).await);
+            }
             CallInput::Control(Control::Conference { by, reply }) => {
                 let result = self.start_conference(by).await;
                 let _ = reply.send(result);
@@ -1564,24 +1579,41 @@ impl Call {
         }
     }
 
-    /// The agent's phone asks for a blind transfer (RFC 3515): 202, then a NOTIFY with the
-    /// outcome as a sipfrag. Attended transfer (Refer-To with Replaces) is not supported yet.
+    /// The agent's phone asks for a transfer (RFC 3515): 202, then a NOTIFY with the outcome
+    /// as a sipfrag. A Refer-To with Replaces (RFC 3891) is an attended transfer: the agent's
+    /// other call (to the person consulted) gives up its leg, which takes the caller; otherwise
+    /// a blind transfer to the extension.
     async fn refer(&mut self, transaction: TransactionId, request: Request) {
         let core = self.calls.ctx.core.clone();
         let Some(dialog) = self.agent.as_ref().and_then(|a| a.dialog.as_ref()) else { return };
-        let target =
-            request.headers.get(&HeaderName::ReferTo).and_then(|v| v.parse::<NameAddr>().ok()).and_then(
-                |to| match &to.uri {
-                    Uri::Sip(u) if !u.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("Replaces")) => {
-                        u.user.clone()
-                    }
-                    _ => None,
-                },
-            );
-        let Some(extension) = target else {
+        let refer_to = request.headers.get(&HeaderName::ReferTo).and_then(|v| v.parse::<NameAddr>().ok());
+        let (user, replaces) = match refer_to.as_ref().map(|to| &to.uri) {
+            Some(Uri::Sip(u)) => (
+                u.user.clone(),
+                u.headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("Replaces"))
+                    .map(|(_, v)| percent_decode(v)),
+            ),
+            _ => (None, None),
+        };
+        if let Some(replaces) = replaces {
+            let Some(target) = Replaces::parse(&replaces) else {
+                let r = dialog.create_response(&request, StatusCode::BAD_REQUEST).with_reason("Bad Replaces");
+                core.respond(transaction, r).await;
+                return;
+            };
+            core.respond(transaction, dialog.create_response(&request, StatusCode::ACCEPTED)).await;
+            match self.take_over(&target).await {
+                Ok(()) => {}
+                Err(reason) => self.notify_refer(&format!("SIP/2.0 503 {}", sanitize_reason(&reason))).await,
+            }
+            return;
+        }
+        let Some(extension) = user else {
             let r = dialog
                 .create_response(&request, StatusCode::NOT_IMPLEMENTED)
-                .with_reason("Only Blind Transfer To An Extension");
+                .with_reason("Only Transfers To An Extension");
             core.respond(transaction, r).await;
             return;
         };
@@ -1596,6 +1628,87 @@ impl Call {
         if let Err(reason) = outcome {
             self.notify_refer(&format!("SIP/2.0 480 {}", sanitize_reason(&reason))).await;
         }
+    }
+
+    /// Attended transfer by REFER with Replaces: the call owning the named dialog (the agent's
+    /// own call to the person consulted) hands over its answered leg; the caller is bridged to
+    /// it and the agent's leg here ends.
+    async fn take_over(&mut self, target: &Replaces) -> Result<(), String> {
+        let Some(from_agent) =
+            self.agent.as_ref().filter(|a| a.state == AgentState::Up).and_then(|a| a.agent)
+        else {
+            return Err("this call has no answered agent".into());
+        };
+        let owner = self
+            .calls
+            .owner_of(&target.call_id, [&target.to_tag, &target.from_tag])
+            .ok_or("the dialog to replace does not exist")?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        owner
+            .send(CallInput::HandOver { shard: self.caller.media.id.shard(), reply })
+            .map_err(|_| "the dialog to replace has ended")?;
+        let handed = tokio::time::timeout(std::time::Duration::from_secs(5), answer)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .ok_or("the other call cannot be joined (not answered, or not the agent's own call)")?;
+        let leg = handed.leg;
+        let destination = match leg.agent {
+            Some(_) => format!("extension {}", leg.extension),
+            None => format!("number {}", leg.extension),
+        };
+        if let Some(dialog) = &leg.dialog {
+            self.calls.add_dialog(&dialog.id().call_id, &dialog.id().local_tag, &self.inbox_tx);
+        }
+        self.notify_refer("SIP/2.0 200 OK").await;
+        self.bye_agent().await;
+        self.close_agent_leg("transferred").await;
+        self.agent = Some(leg);
+        self.note(
+            "agent",
+            "transfer",
+            json!({ "message": "attended transfer (REFER with Replaces)", "destination": destination }),
+        );
+        let by = db::audit::Actor { kind: "user", id: Some(from_agent.as_uuid()), label: None };
+        self.record_transfer(
+            domain::events::TransferKind::Attended,
+            &destination,
+            Some(from_agent),
+            true,
+            None,
+            by,
+        )
+        .await;
+        self.connect().await;
+        Ok(())
+    }
+
+    /// Gives this call's answered leg to another call (see [`CallInput::HandOver`]) and ends:
+    /// the agent's phone gets our BYE, as RFC 3891 has the replaced dialog end.
+    async fn hand_over(&mut self, shard: usize) -> Option<HandedLeg> {
+        let usable = self.originator.is_some()
+            && self.consulting.is_none()
+            && self.agent.as_ref().is_some_and(|a| {
+                a.state == AgentState::Up && a.media.as_ref().is_some_and(|m| m.id.shard() == shard)
+            });
+        if !usable || self.ending.is_some() {
+            return None;
+        }
+        let leg = self.agent.take()?;
+        if let Some(dialog) = &leg.dialog {
+            self.calls.remove_dialog(&dialog.id().call_id, &dialog.id().local_tag);
+        }
+        if let Some(media) = &leg.media {
+            let _ = self.calls.ctx.media.unbridge(self.caller.media.id, media.id).await;
+        }
+        self.note(
+            "agent",
+            "transfer",
+            json!({ "message": "leg handed to the transferred call", "extension": leg.extension }),
+        );
+        self.end("attended_transfer", "agent", StatusCode::OK);
+        Some(HandedLeg { leg })
     }
 
     /// Sends the REFER's final NOTIFY (sipfrag) on the agent's dialog.
@@ -2178,6 +2291,7 @@ impl Call {
         }
         if let Some(user) = agent.agent {
             self.calls.release_agent(user);
+            self.calls.agent_left_group(user, self.media_group);
         }
         self.past_legs.push(json!({
             "leg": leg_name(&agent),
@@ -2360,6 +2474,54 @@ impl Call {
     fn note(&mut self, leg: &str, kind: &str, detail: Value) {
         self.timeline.push(json!({ "at": Utc::now(), "leg": leg, "kind": kind, "detail": detail }));
     }
+}
+
+/// The dialog a Replaces header (RFC 3891) names.
+struct Replaces {
+    call_id: String,
+    to_tag: String,
+    from_tag: String,
+}
+
+impl Replaces {
+    /// `call-id;to-tag=…;from-tag=…` (other parameters such as early-only ignored).
+    fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.split(';');
+        let call_id = parts.next()?.trim().to_owned();
+        let (mut to_tag, mut from_tag) = (None, None);
+        for p in parts {
+            match p.trim().split_once('=') {
+                Some((k, v)) if k.eq_ignore_ascii_case("to-tag") => to_tag = Some(v.to_owned()),
+                Some((k, v)) if k.eq_ignore_ascii_case("from-tag") => from_tag = Some(v.to_owned()),
+                _ => {}
+            }
+        }
+        (!call_id.is_empty()).then_some(Self { call_id, to_tag: to_tag?, from_tag: from_tag? })
+    }
+}
+
+/// `%XX` escapes of a URI header value decoded (invalid ones kept as they are).
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The timeline's and CDR's name of the leg we placed.

@@ -67,6 +67,9 @@ pub(crate) enum CallInput {
     AckTimeout,
     /// An order from the API.
     Control(Control),
+    /// Another call asks for this call's answered leg (REFER with Replaces naming this call's
+    /// dialog): given when this is an agent's own call that is up and its legs live on `shard`.
+    HandOver { shard: usize, reply: tokio::sync::oneshot::Sender<Option<call::HandedLeg>> },
 }
 
 /// Orders the call-control API gives a live call.
@@ -135,9 +138,6 @@ pub struct LiveCall {
     pub agent_id: Option<UserId>,
     pub queue_id: Option<uuid::Uuid>,
     pub created_at: chrono::DateTime<chrono::Utc>,
-    /// Which media shard group the call's legs live in.
-    #[serde(skip)]
-    pub media_group: u128,
 }
 
 type Inbox = mpsc::UnboundedSender<CallInput>;
@@ -151,6 +151,8 @@ struct Routes {
     calls: HashMap<CallId, (Inbox, LiveCall)>,
     /// Agents some call is ringing or talking to right now.
     busy_agents: HashSet<UserId>,
+    /// The media group of the call each agent's phone has a leg in.
+    agent_groups: HashMap<UserId, u128>,
 }
 
 /// Everything an actor needs from the outside.
@@ -224,11 +226,21 @@ impl Calls {
     /// The media group for a new call of `agent`: the one of a call they are already on (a
     /// consultation call), so both calls' legs share a media shard and can be joined later.
     fn media_group(&self, agent: UserId, fresh: CallId) -> u128 {
-        self.routes()
-            .calls
-            .values()
-            .find(|(_, c)| c.agent_id == Some(agent))
-            .map_or(fresh.as_uuid().as_u128(), |(_, c)| c.media_group)
+        self.routes().agent_groups.get(&agent).copied().unwrap_or(fresh.as_uuid().as_u128())
+    }
+
+    /// `agent`'s phone has a leg in media group `group` (rung or answered; set before the
+    /// phone can answer, so a consultation call it places next always finds it).
+    fn agent_in_group(&self, agent: UserId, group: u128) {
+        self.routes().agent_groups.insert(agent, group);
+    }
+
+    /// `agent`'s leg in `group` ended.
+    fn agent_left_group(&self, agent: UserId, group: u128) {
+        let mut routes = self.routes();
+        if routes.agent_groups.get(&agent) == Some(&group) {
+            routes.agent_groups.remove(&agent);
+        }
     }
 
     /// Routes a request that carries a To tag. `None` when no call owns the dialog: the
@@ -248,6 +260,13 @@ impl Calls {
             },
             None => Some(Response::for_request(&request, StatusCode::CALL_TRANSACTION_DOES_NOT_EXIST)),
         }
+    }
+
+    /// The call owning the dialog a Replaces header names (RFC 3891): looked up by Call-ID and
+    /// whichever of its tags is ours.
+    fn owner_of(&self, call_id: &str, tags: [&str; 2]) -> Option<Inbox> {
+        let routes = self.routes();
+        tags.iter().find_map(|tag| routes.dialogs.get(&(call_id.to_owned(), (*tag).to_owned())).cloned())
     }
 
     pub(crate) fn on_ack(&self, request: Request) {
