@@ -12,6 +12,10 @@ export default defineConfig({
       '/api': { target, changeOrigin: false },
       '/healthz': { target },
       '/readyz': { target },
+      // The realtime socket (Socket.IO long-polling, then a WebSocket upgrade).
+      '/socket.io': { target, ws: true },
+      // Pre-signed recording links in the CDR's Call detail.
+      '/recordings': { target },
     },
   },
   build: {
