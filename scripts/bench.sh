@@ -226,9 +226,10 @@ while True:
         t.bind(("127.0.0.1", p)); print(p); break
     except OSError: pass'; }
   core=${pin_server:+1}
-  # Top priority for the server and the load for the bench's few minutes: other work on a shared
-  # machine would otherwise decide the result (both servers get the same).
-  prio="nice -n -19"
+  # Real-time priority (SCHED_FIFO) for the server and the load during the bench: on a shared
+  # machine other work would otherwise decide the result, and nice does not help across session
+  # autogroups. The kernel's RT throttling still leaves 5 % of each CPU to everything else.
+  prio="chrt -f 10"
   plan=(--steps "$steps" --step-secs "$step_secs" --final-secs "$final_secs" ${core:+--server-core "$core"})
   softirq=$(pgrep -x "ksoftirqd/${core:-0}" || true)   # loopback delivery of the server's sends runs here under load
   uptime | tee "$out/media-load.txt"

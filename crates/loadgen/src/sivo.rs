@@ -654,7 +654,8 @@ impl Signalling for Sivo {
         let Ok(rtp) = engine.local(socket) else { return };
         let call_id = format!("lg-{:08x}-{index}@{}", self.run, self.carrier_local.ip());
         let from_tag = format!("{:08x}", rand::random::<u32>());
-        let from_user = format!("+1555{index:07}");
+        // Unique per run: a call left behind by an earlier run must not pair with this one's.
+        let from_user = format!("+1{:04}{index:07}", self.run % 10_000);
         let invite = self.invite_for(index, &call_id, &from_tag, &from_user, rtp);
         self.send_carrier(&invite);
         self.call_index.insert(call_id.clone(), index);
