@@ -993,3 +993,33 @@ async fn attended_transfer_by_refer_with_replaces_joins_the_caller_to_the_consul
     drop(media);
     s.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_phone_of_the_agent_rings_and_the_first_to_answer_takes_the_call() {
+    let s = setup(20).await;
+    let a = agent(&s, "agent@acme.example").await;
+    // Two phones registered for one extension (say a desk phone and a browser tab).
+    let (slow_port, quick_port) = (common::free_udp_port("127.0.0.1"), common::free_udp_port("127.0.0.1"));
+    register(&s, &a, slow_port).await;
+    register(&s, &a, quick_port).await;
+    let slow = phone("agent_ring_cancel.xml", slow_port);
+    let _quick = phone("agent_answer.xml", quick_port);
+    assert!(carrier(&s, "carrier_call.xml", 3000).await, "the carrier's call failed");
+    let cancelled = slow.wait_success(Duration::from_secs(10));
+    let cdr = ended_call(&s).await;
+    assert!(cancelled, "the phone that did not answer was not cancelled: {cdr}");
+    assert_eq!(cdr["agent_id"], serde_json::json!(a.id), "{cdr}");
+    let mut outcomes: Vec<&str> = cdr["legs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["leg"] == "agent")
+        .map(|l| l["outcome"].as_str().unwrap())
+        .collect();
+    outcomes.sort_unstable();
+    assert_eq!(outcomes, vec!["answered_elsewhere", "completed"], "{cdr}");
+    let completed =
+        cdr["legs"].as_array().unwrap().iter().find(|l| l["outcome"] == "completed").unwrap().clone();
+    assert!(rtp(&completed, "packets_received") >= 50, "{completed}");
+    s.server.shutdown().await;
+}

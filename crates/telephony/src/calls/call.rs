@@ -156,6 +156,9 @@ struct Call {
     reserved_originator: bool,
     /// The media shard group of the call's legs.
     media_group: u128,
+    /// The agent's other phones being rung with `agent` (every binding on this node rings;
+    /// the first to answer takes the call).
+    forks: Vec<AgentLeg>,
     /// During an attended transfer: the transferring agent's leg, while `agent` is the leg to
     /// the person consulted (ringing or talking to the agent; the caller hears hold music).
     consulting: Option<AgentLeg>,
@@ -521,6 +524,7 @@ async fn accept(
         media_group,
         consulting: None,
         conference: false,
+        forks: Vec::new(),
     };
     let webrtc = call.caller.webrtc_answer.is_some();
     call.note(
@@ -787,12 +791,43 @@ impl Call {
         .await;
         let (bindings, account) = found.map_err(|e| format!("database: {e}"))?;
         let extension = account.map(|a| a.extension).ok_or("no SIP account")?;
-        let (binding, peer) = bindings
+        // Every phone of the agent held by this node rings (browser tabs, a desk phone).
+        let mut seen = HashSet::new();
+        let reachable: Vec<(String, Peer)> = bindings
             .iter()
-            .filter(|b| b.node_id == ctx.node_id)
-            .find_map(|b| binding_peer(b).map(|p| (b, p)))
-            .ok_or("not registered")?;
-        let target: Uri = binding.contact.parse().map_err(|_| "unusable contact")?;
+            .filter(|b| b.node_id == ctx.node_id && seen.insert(b.contact.clone()))
+            .filter_map(|b| binding_peer(b).map(|p| (b.contact.clone(), p)))
+            .collect();
+        if reachable.is_empty() {
+            return Err("not registered".into());
+        }
+        let mut last_error = String::new();
+        for (contact, peer) in reachable {
+            match self.ring_binding(agent, &extension, &contact, peer).await {
+                Ok(leg) if self.agent.is_none() => self.agent = Some(leg),
+                Ok(leg) => self.forks.push(leg),
+                Err(e) => last_error = e,
+            }
+        }
+        if self.agent.is_none() {
+            return Err(last_error);
+        }
+        self.calls.agent_in_group(agent, self.media_group);
+        Ok(())
+    }
+
+    /// Sends an INVITE to one phone of `agent`; the leg is not placed in the call yet.
+    async fn ring_binding(
+        &mut self,
+        agent: UserId,
+        extension: &str,
+        contact: &str,
+        peer: Peer,
+    ) -> Result<AgentLeg, String> {
+        let calls = self.calls.clone();
+        let ctx = &calls.ctx;
+        let extension = extension.to_owned();
+        let target: Uri = contact.parse().map_err(|_| "unusable contact")?;
         // Browsers (SIP over WebSocket) get no offer: their own WebRTC offer comes in the 2xx
         // and our media answers it; RTP phones get an RTP offer in the caller's codec.
         let webrtc = matches!(peer.transport, Transport::Ws | Transport::Wss);
@@ -857,11 +892,10 @@ impl Call {
         {
             self.calls.add_dialog(call_id, &tag, &self.inbox_tx);
         }
-        self.calls.agent_in_group(agent, self.media_group);
         let ring_secs =
             self.queue.as_ref().map_or(30, |q| u64::try_from(q.queue.ring_timeout_secs).unwrap_or(20));
         self.note("agent", "sip", json!({ "message": "INVITE sent", "agent_id": agent, "extension": extension, "transport": peer.transport.as_str() }));
-        self.agent = Some(AgentLeg {
+        Ok(AgentLeg {
             agent: Some(agent),
             extension,
             trunk: None,
@@ -878,8 +912,7 @@ impl Call {
             codec: None,
             on_hold: false,
             webrtc_answer: None,
-        });
-        Ok(())
+        })
     }
 
     /// Calls an external number through the tenant's trunk, presenting the tenant's caller id.
@@ -1059,8 +1092,26 @@ impl Call {
             self.cancelled_answer(i, event).await;
             return;
         }
+        if let Some(i) = self.forks.iter().position(|f| f.transaction == event.transaction) {
+            self.fork_event(i, event).await;
+            return;
+        }
         let Some(agent) = &self.agent else { return };
         if event.transaction != agent.transaction {
+            return;
+        }
+        // The agent's first phone failed while another still rings: that one goes on.
+        let failed = match &event.kind {
+            ClientEventKind::Response(r) => {
+                r.status.as_u16() >= 300 && !matches!(r.status.as_u16(), 401 | 407)
+            }
+            ClientEventKind::Timeout | ClientEventKind::TransportError => true,
+        };
+        if failed && !self.forks.is_empty() {
+            let next = self.forks.remove(0);
+            if let Some(leg) = self.agent.replace(next) {
+                self.close_leg(leg, "failed", false).await;
+            }
             return;
         }
         let (external, leg) = (agent.trunk.is_some(), leg_name(agent));
@@ -1116,6 +1167,9 @@ impl Call {
             self.agent_failed(502, "Bad 2xx").await;
             return;
         };
+        // This phone answered: the agent's other phones stop ringing.
+        self.cancel_forks("answered_elsewhere").await;
+        let Some(agent) = self.agent.as_mut() else { return };
         let seq = agent.invite.headers.cseq().map(|c| c.seq).unwrap_or(1);
         let mut ack = dialog.create_ack(seq, &via_for(agent.local, &agent.peer.transport));
         if agent.media.is_none() && self.ending.is_none() {
@@ -2240,6 +2294,7 @@ impl Call {
 
     /// Stops ringing the current agent.
     async fn cancel_agent(&mut self, cause: &str) {
+        self.cancel_forks(cause).await;
         let Some(agent) = self.agent.as_mut() else { return };
         if let AgentState::Ringing { .. } = agent.state {
             agent.state = AgentState::Cancelling;
@@ -2252,6 +2307,51 @@ impl Call {
             );
             // The 487 (or a racing 2xx, ACKed and BYEd) arrives later; this round moves on now.
             self.close_agent_leg(cause).await;
+        }
+    }
+
+    /// Stops ringing the agent's other phones (browser tabs, a desk phone).
+    async fn cancel_forks(&mut self, cause: &str) {
+        for mut fork in std::mem::take(&mut self.forks) {
+            if let AgentState::Ringing { .. } = fork.state {
+                fork.state = AgentState::Cancelling;
+                self.calls.ctx.core.cancel(fork.transaction).await;
+            }
+            self.close_leg(fork, cause, false).await;
+        }
+    }
+
+    /// An answer on one of the agent's other phones: a 2xx makes it the agent's leg (the
+    /// others are cancelled); a failure just drops that branch.
+    async fn fork_event(&mut self, index: usize, event: ClientEvent) {
+        match event.kind {
+            ClientEventKind::Response(response) if response.status.is_success() => {
+                let fork = self.forks.remove(index);
+                if let Some(primary) = self.agent.replace(fork) {
+                    let answered = self.agent.replace(primary);
+                    if let Some(agent) = self.agent.as_mut() {
+                        agent.state = AgentState::Cancelling;
+                        self.calls.ctx.core.cancel(agent.transaction).await;
+                    }
+                    if let Some(leg) = self.agent.take() {
+                        self.close_leg(leg, "answered_elsewhere", false).await;
+                    }
+                    self.agent = answered;
+                }
+                self.cancel_forks("answered_elsewhere").await;
+                self.agent_answered(response).await;
+            }
+            ClientEventKind::Response(response) if response.status.as_u16() < 300 => {}
+            ClientEventKind::Response(response) => {
+                let fork = self.forks.remove(index);
+                let outcome = if matches!(response.status.as_u16(), 486 | 600) { "busy" } else { "failed" };
+                self.note("agent", "sip", json!({ "message": format!("{} {} (another phone of the agent)", response.status.as_u16(), response.reason) }));
+                self.close_leg(fork, outcome, false).await;
+            }
+            ClientEventKind::Timeout | ClientEventKind::TransportError => {
+                let fork = self.forks.remove(index);
+                self.close_leg(fork, "failed", false).await;
+            }
         }
     }
 
@@ -2277,6 +2377,12 @@ impl Call {
     /// Closes the agent leg's media and remembers it for the CDR; frees the agent.
     async fn close_agent_leg(&mut self, outcome: &str) {
         let Some(agent) = self.agent.take() else { return };
+        self.close_leg(agent, outcome, true).await;
+    }
+
+    /// Closes a leg we placed; `release` frees its agent (not when another branch of the same
+    /// agent goes on).
+    async fn close_leg(&mut self, agent: AgentLeg, outcome: &str, release: bool) {
         let stats = match &agent.media {
             Some(m) => self.calls.ctx.media.close_leg(m.id).await.ok(),
             None => None,
@@ -2289,7 +2395,7 @@ impl Call {
         ) {
             self.calls.remove_dialog(call_id, &tag);
         }
-        if let Some(user) = agent.agent {
+        if let Some(user) = agent.agent.filter(|_| release) {
             self.calls.release_agent(user);
             self.calls.agent_left_group(user, self.media_group);
         }
@@ -2362,6 +2468,7 @@ impl Call {
             ctx_core.respond(self.caller.invite_tx, r).await;
             self.caller.state = CallerState::Gone;
         }
+        self.cancel_forks(&ending.cause).await;
         // Whoever hung up has no dialog left; the other side gets our BYE, before the
         // recording is finished (that waits for the disk).
         self.bye_caller().await;
