@@ -286,6 +286,8 @@ def limit(o):
     if not failed:
         return "not reached"
     s = failed[-1]
+    if s["window_secs"] == 0:
+        return f"call set-up ({s['reason']})"
     if s["loadgen_cpu_pct"] > 85 or s["media"]["loadgen_max_late_ms"] > 50:
         return f"load generator ({s['loadgen_cpu_pct']:.0f} % CPU, {s['media']['loadgen_max_late_ms']:.0f} ms late)"
     if s["server_cpu_pct"] > 85:
