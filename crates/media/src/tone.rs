@@ -78,10 +78,16 @@ impl MusicOnHold {
     }
 }
 
+/// One whole loop of the tune (8 s, 128 KB), computed once: every queued caller plays it, and
+/// the per-sample sines cost about a tenth of the media CPU at a few hundred waiting callers.
+static MUSIC_LOOP: std::sync::LazyLock<Vec<i16>> =
+    std::sync::LazyLock::new(|| (0..CHORD_SAMPLES * CHORDS.len() as u64).map(MusicOnHold::sample).collect());
+
 impl FrameSource for MusicOnHold {
     fn next_frame(&mut self, frame: &mut [i16; FRAME_SAMPLES]) {
+        let tune = &*MUSIC_LOOP;
         for s in frame.iter_mut() {
-            *s = Self::sample(self.n);
+            *s = tune.get((self.n % tune.len().max(1) as u64) as usize).copied().unwrap_or(0);
             self.n += 1;
         }
     }
