@@ -190,13 +190,19 @@ fn phone(scenario: &str, port: u16) -> common::Background {
 /// The carrier calls the DID from 127.0.0.2 with `scenario` (PAUSE substituted); true if sipp
 /// saw every expected message.
 async fn carrier(s: &Setup, scenario: &str, pause_ms: u32) -> bool {
+    carrier_at(s.server.udp_addr(), scenario, pause_ms).await
+}
+
+/// [`carrier`] against `addr`, owning everything it needs (to run in a spawned task while the
+/// test drives the call).
+async fn carrier_at(addr: std::net::SocketAddr, scenario: &str, pause_ms: u32) -> bool {
     let text = std::fs::read_to_string(format!("{}/tests/sipp/{scenario}", env!("CARGO_MANIFEST_DIR")))
         .unwrap()
         .replace("PAUSE", &pause_ms.to_string());
     let path = common::work_dir().join(format!("{}-{scenario}", Uuid::new_v4().simple()));
     std::fs::write(&path, text).unwrap();
     common::run(vec![
-        s.server.udp_addr().to_string(),
+        addr.to_string(),
         "-sf".into(),
         path.display().to_string(),
         "-s".into(),
@@ -415,38 +421,7 @@ async fn blind_transfer_to_an_extension_and_to_an_unavailable_one_keeps_the_call
     let (first_port, second_port) = (common::free_udp_port("127.0.0.1"), common::free_udp_port("127.0.0.1"));
     register(&s, &first, first_port).await;
     let _first_phone = phone("agent_answer.xml", first_port);
-    let carrier = tokio::spawn({
-        let addr = s.server.udp_addr();
-        async move {
-            let text = std::fs::read_to_string(format!(
-                "{}/tests/sipp/carrier_call.xml",
-                env!("CARGO_MANIFEST_DIR")
-            ))
-            .unwrap()
-            .replace("PAUSE", "6000");
-            let path = common::work_dir().join(format!("{}-transfer.xml", Uuid::new_v4().simple()));
-            std::fs::write(&path, text).unwrap();
-            common::run(vec![
-                addr.to_string(),
-                "-sf".into(),
-                path.display().to_string(),
-                "-s".into(),
-                DID.into(),
-                "-i".into(),
-                "127.0.0.2".into(),
-                "-p".into(),
-                common::free_udp_port("127.0.0.2").to_string(),
-                "-mp".into(),
-                common::free_udp_port("127.0.0.2").to_string(),
-                "-m".into(),
-                "1".into(),
-                "-timeout".into(),
-                "60s".into(),
-                "-timeout_error".into(),
-            ])
-            .await
-        }
-    });
+    let carrier = tokio::spawn(carrier_at(s.server.udp_addr(), "carrier_call.xml", 6000));
     let call = answered_by(&s, first.id).await;
     // Not registered: refused, and the call stays with the first agent.
     let refused = transfer(&s, call, &absent.extension).await;
@@ -640,38 +615,7 @@ async fn attended_transfer_with_a_cancelled_consultation_then_a_three_way_call()
     let (first_port, second_port) = (common::free_udp_port("127.0.0.1"), common::free_udp_port("127.0.0.1"));
     register(&s, &first, first_port).await;
     let first_phone = phone("agent_answer.xml", first_port);
-    let carrier = tokio::spawn({
-        let addr = s.server.udp_addr();
-        async move {
-            let text = std::fs::read_to_string(format!(
-                "{}/tests/sipp/carrier_call.xml",
-                env!("CARGO_MANIFEST_DIR")
-            ))
-            .unwrap()
-            .replace("PAUSE", "9000");
-            let path = common::work_dir().join(format!("{}-attended.xml", Uuid::new_v4().simple()));
-            std::fs::write(&path, text).unwrap();
-            common::run(vec![
-                addr.to_string(),
-                "-sf".into(),
-                path.display().to_string(),
-                "-s".into(),
-                DID.into(),
-                "-i".into(),
-                "127.0.0.2".into(),
-                "-p".into(),
-                common::free_udp_port("127.0.0.2").to_string(),
-                "-mp".into(),
-                common::free_udp_port("127.0.0.2").to_string(),
-                "-m".into(),
-                "1".into(),
-                "-timeout".into(),
-                "60s".into(),
-                "-timeout_error".into(),
-            ])
-            .await
-        }
-    });
+    let carrier = tokio::spawn(carrier_at(s.server.udp_addr(), "carrier_call.xml", 9000));
     let call = answered_by(&s, first.id).await;
     let by = db::audit::Actor::system;
     let ext = |e: &str| telephony::TransferTarget::Extension(e.to_owned());
@@ -823,38 +767,7 @@ async fn attended_transfer_by_refer_with_replaces_joins_the_caller_to_the_consul
         server: s.server.udp_addr(),
         contact: format!("<sip:{}@127.0.0.1:{first_port}>", first.extension).parse().unwrap(),
     };
-    let carrier = tokio::spawn({
-        let addr = s.server.udp_addr();
-        async move {
-            let text = std::fs::read_to_string(format!(
-                "{}/tests/sipp/carrier_call.xml",
-                env!("CARGO_MANIFEST_DIR")
-            ))
-            .unwrap()
-            .replace("PAUSE", "8000");
-            let path = common::work_dir().join(format!("{}-replaces.xml", Uuid::new_v4().simple()));
-            std::fs::write(&path, text).unwrap();
-            common::run(vec![
-                addr.to_string(),
-                "-sf".into(),
-                path.display().to_string(),
-                "-s".into(),
-                DID.into(),
-                "-i".into(),
-                "127.0.0.2".into(),
-                "-p".into(),
-                common::free_udp_port("127.0.0.2").to_string(),
-                "-mp".into(),
-                common::free_udp_port("127.0.0.2").to_string(),
-                "-m".into(),
-                "1".into(),
-                "-timeout".into(),
-                "60s".into(),
-                "-timeout_error".into(),
-            ])
-            .await
-        }
-    });
+    let carrier = tokio::spawn(carrier_at(s.server.udp_addr(), "carrier_call.xml", 8000));
 
     // Call 1: the queue rings the first agent, who answers.
     let Message::Request(invite) = a
