@@ -41,13 +41,18 @@ pub async fn enqueue(conn: &mut PgConnection, event: &Event) -> Result<()> {
 pub async fn enqueue_for(conn: &mut PgConnection, event: &Event, only_endpoint: Option<Uuid>) -> Result<()> {
     let payload = serde_json::to_value(event).expect("events serialize: plain data with string keys");
     let (call_id, sequence) = event.call_sequence().unzip();
-    // One round trip: the insert, and (for events meant for everyone) the realtime notification,
-    // which PostgreSQL holds back until the transaction commits and drops if it rolls back.
+    // One round trip: the insert, its fan-out job, and (for events meant for everyone) the
+    // realtime notification, which PostgreSQL holds back until the transaction commits and drops
+    // if it rolls back.
     sqlx::query(
         "with inserted as (
              insert into outbox (id, tenant_id, event_type, payload, created_at, call_id, call_sequence, target_endpoint_id)
              values ($1, $2, $3, $4, $5, $6, $7, $8)
-             returning id, tenant_id, target_endpoint_id)
+             returning id, tenant_id, target_endpoint_id),
+         queued as (
+             insert into work_queue (job_id, tenant_id, kind, group_key, due_at)
+             select id, tenant_id, $10, null, $5 from inserted
+             on conflict (job_id) do update set due_at = excluded.due_at, locked_until = null, lock_token = null)
          select pg_notify($9, tenant_id::text || ':' || id::text) from inserted where target_endpoint_id is null",
     )
     .bind(event.id.as_uuid())
@@ -59,38 +64,10 @@ pub async fn enqueue_for(conn: &mut PgConnection, event: &Event, only_endpoint: 
     .bind(sequence.map(|s| s as i64))
     .bind(only_endpoint)
     .bind(REALTIME_CHANNEL)
-    .execute(&mut *conn)
+    .bind(crate::work_queue::KIND_OUTBOX_FANOUT)
+    .execute(conn)
     .await?;
-    crate::work_queue::push(
-        conn,
-        event.id.as_uuid(),
-        event.tenant_id,
-        crate::work_queue::KIND_OUTBOX_FANOUT,
-        None,
-        event.created_at,
-    )
-    .await
-}
-
-/// Marks the event as handed to the delivery channels and removes its fan-out job (if still
-/// held with `lock_token`), in one statement. False when the lease was lost.
-pub async fn finish_fan_out(
-    conn: &mut PgConnection,
-    id: Uuid,
-    lock_token: Uuid,
-    now: DateTime<Utc>,
-) -> Result<bool> {
-    let dequeued: i64 = sqlx::query_scalar(
-        "with marked as (update outbox set dispatched_at = $2 where id = $1),
-              dequeued as (delete from work_queue where job_id = $1 and lock_token = $3 returning 1)
-         select count(*) from dequeued",
-    )
-    .bind(id)
-    .bind(now)
-    .bind(lock_token)
-    .fetch_one(conn)
-    .await?;
-    Ok(dequeued == 1)
+    Ok(())
 }
 
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<OutboxRow> {

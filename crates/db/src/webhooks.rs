@@ -89,22 +89,6 @@ pub async fn list_endpoints(
     Ok(Page::from_overfetch(rows, limit, |r| Cursor { at: r.created_at, id: r.id }))
 }
 
-/// Enabled endpoints of the tenant that subscribe to `event_type` (or to everything).
-pub async fn matching_endpoints(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    event_type: &str,
-) -> Result<Vec<EndpointRow>> {
-    Ok(sqlx::query_as(
-        "select * from webhook_endpoints where tenant_id = $1 and enabled
-           and (cardinality(event_types) = 0 or $2 = any(event_types))",
-    )
-    .bind(tenant.as_uuid())
-    .bind(event_type)
-    .fetch_all(conn)
-    .await?)
-}
-
 #[derive(Default)]
 pub struct EndpointPatch<'a> {
     pub url: Option<&'a str>,
@@ -227,55 +211,307 @@ pub async fn create_and_queue_delivery(
     .await?)
 }
 
-/// A pending delivery with what sending it needs from its endpoint, in one query.
-pub async fn get_delivery_for_send(
-    conn: &mut PgConnection,
-    id: Uuid,
-) -> Result<Option<(DeliveryRow, EndpointRow)>> {
-    let delivery: Option<DeliveryRow> = sqlx::query_as("select * from webhook_deliveries where id = $1")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some(delivery) = delivery else { return Ok(None) };
-    let endpoint = get_endpoint(conn, delivery.endpoint_id).await?;
-    Ok(Some((delivery, endpoint)))
+/// The endpoint fields a delivery attempt needs, read fresh with every batch (so a changed URL,
+/// a disabled endpoint or a rotated secret applies to the next attempt).
+#[derive(Clone, sqlx::FromRow)]
+pub struct Target {
+    pub url: String,
+    pub secret_enc: String,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
 }
 
-/// The success path in one statement: log the attempt, mark the delivery, and take the job off
-/// the queue if we still hold it. Returns false when our lease had run out (caller rolls back).
-pub async fn finish_success(
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target").field("enabled", &self.enabled).finish_non_exhaustive()
+    }
+}
+
+/// One (event, endpoint) pair to deliver, from [`take_fan_outs`] or [`claim_fan_outs`].
+#[derive(Clone, Debug)]
+pub struct FanOutTarget {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub payload: serde_json::Value,
+    pub endpoint_id: Uuid,
+    pub target: Target,
+}
+
+/// What a fan-out took off the queue.
+#[derive(Debug, Default)]
+pub struct FanOut {
+    /// Events taken (some may go to no endpoint).
+    pub events: usize,
+    pub targets: Vec<FanOutTarget>,
+}
+
+#[derive(sqlx::FromRow)]
+struct FanOutRow {
+    event_id: Uuid,
+    event_type: String,
+    payload: Option<serde_json::Value>,
+    endpoint_id: Option<Uuid>,
+    url: Option<String>,
+    secret_enc: Option<String>,
+    enabled: Option<bool>,
+    disabled_reason: Option<String>,
+}
+
+fn fan_out_from(rows: Vec<FanOutRow>) -> FanOut {
+    let mut events = std::collections::HashSet::new();
+    let mut targets = Vec::with_capacity(rows.len());
+    for r in rows {
+        events.insert(r.event_id);
+        if let (Some(endpoint_id), Some(payload), Some(url), Some(secret_enc), Some(enabled)) =
+            (r.endpoint_id, r.payload, r.url, r.secret_enc, r.enabled)
+        {
+            targets.push(FanOutTarget {
+                event_id: r.event_id,
+                event_type: r.event_type,
+                payload,
+                endpoint_id,
+                target: Target { url, secret_enc, enabled, disabled_reason: r.disabled_reason },
+            });
+        }
+    }
+    FanOut { events: events.len(), targets }
+}
+
+/// Marks the `dequeued` jobs' events dispatched and pairs them with the endpoints to deliver to:
+/// the tester's one endpoint, or the enabled endpoints subscribed to the event type (a row with
+/// no endpoint for an event that goes nowhere).
+macro_rules! fan_out_tail {
+    () => {
+        ",
+         events as (
+            update outbox o set dispatched_at = $2 where o.id = any(array(select job_id from dequeued))
+            returning o.id, o.event_type, o.payload, o.target_endpoint_id)
+         select e.id as event_id, e.event_type, case when w.id is null then null else e.payload end as payload,
+                w.id as endpoint_id, w.url, w.secret_enc, w.enabled, w.disabled_reason
+         from events e left join webhook_endpoints w
+           on w.id = e.target_endpoint_id
+           or (e.target_endpoint_id is null and w.enabled
+               and (cardinality(w.event_types) = 0 or e.event_type = any(w.event_types)))
+         order by e.id, w.id"
+    };
+}
+
+/// Fan-out of a batch of claimed outbox jobs, first half (tenant transaction): removes the jobs we
+/// still hold (`(job id, lock token)` pairs; a job whose lease another worker took over is left
+/// alone), marks their events dispatched, and returns every (event, endpoint) pair to deliver.
+/// One statement. The caller creates the deliveries with [`queue_deliveries`] in the same
+/// transaction, so the jobs leave the queue exactly when their deliveries exist.
+pub async fn take_fan_outs(
     conn: &mut PgConnection,
-    a: &AttemptRecord<'_>,
-    lock_token: Uuid,
+    job_ids: &[Uuid],
+    lock_tokens: &[Uuid],
     now: DateTime<Utc>,
-) -> Result<bool> {
-    let dequeued: i64 = sqlx::query_scalar(
-        "with attempt as (
-            insert into webhook_attempts (id, tenant_id, endpoint_id, delivery_id, event_id, event_type, attempt, started_at,
-                                          latency_ms, http_status, error, response_excerpt, succeeded)
-            values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, null, $11, true)),
-         done as (
-            update webhook_deliveries set status = 'succeeded', attempts = $7, last_status = $10, last_error = null,
-                   next_attempt_at = null, succeeded_at = $13, updated_at = $13 where id = $4),
-         dequeued as (delete from work_queue where job_id = $4 and lock_token = $12 returning 1)
-         select count(*) from dequeued",
-    )
-    .bind(Uuid::now_v7())
-    .bind(a.delivery.tenant_id)
-    .bind(a.delivery.endpoint_id)
-    .bind(a.delivery.id)
-    .bind(a.delivery.event_id)
-    .bind(&a.delivery.event_type)
-    .bind(a.attempt)
-    .bind(a.started_at)
-    .bind(a.latency_ms)
-    .bind(a.http_status)
-    .bind(a.response_excerpt)
-    .bind(lock_token)
+) -> Result<FanOut> {
+    let rows: Vec<FanOutRow> = sqlx::query_as(concat!(
+        "with dequeued as (
+                delete from work_queue
+                where job_id = any($1) and kind = 'outbox_fanout'
+                  and (job_id, lock_token) in (select * from unnest($1::uuid[], $3::uuid[]))
+                returning job_id)",
+        fan_out_tail!()
+    ))
+    .bind(job_ids)
     .bind(now)
-    .fetch_one(conn)
+    .bind(lock_tokens)
+    .fetch_all(conn)
     .await?;
-    Ok(dequeued == 1)
+    Ok(fan_out_from(rows))
+}
+
+/// Like [`take_fan_outs`], but claims the tenant's due fan-out jobs itself (up to `limit`, oldest
+/// first, skipping those another worker holds or is taking): claim and fan-out in one statement,
+/// in the tenant transaction that creates the deliveries. No lease is needed: if the
+/// transaction does not commit, the jobs were never taken.
+pub async fn claim_fan_outs(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<FanOut> {
+    let rows: Vec<FanOutRow> = sqlx::query_as(concat!(
+        "with dequeued as (
+                delete from work_queue where job_id = any(array(
+                    select job_id from work_queue
+                    where tenant_id = $1 and kind = 'outbox_fanout' and due_at <= $2
+                      and (locked_until is null or locked_until < $2)
+                    order by due_at limit $3 for update skip locked))
+                returning job_id)",
+        fan_out_tail!()
+    ))
+    .bind(tenant.as_uuid())
+    .bind(now)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    Ok(fan_out_from(rows))
+}
+
+/// A delivery to create, with its exact body.
+pub struct NewDelivery<'a> {
+    pub id: Uuid,
+    pub endpoint_id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: &'a str,
+    pub body: &'a [u8],
+    /// Queue it already leased to the caller, who sends it right away.
+    pub leased: bool,
+}
+
+/// Fan-out, second half: creates the deliveries and queues them, in one statement. Those marked
+/// `leased` are queued already held by the caller (until `lease_until`, each with a fresh token),
+/// so the worker that fanned out sends them without claiming them again, and if it dies they come
+/// back when the lease runs out; the others are due now for any worker (and notify). Returns
+/// `(delivery id, lock token)` of the leased ones created (an existing delivery for the same
+/// event and endpoint is left as it is).
+pub async fn queue_deliveries(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    deliveries: &[NewDelivery<'_>],
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+) -> Result<Vec<(Uuid, Uuid)>> {
+    let ids: Vec<Uuid> = deliveries.iter().map(|d| d.id).collect();
+    let endpoints: Vec<Uuid> = deliveries.iter().map(|d| d.endpoint_id).collect();
+    let events: Vec<Uuid> = deliveries.iter().map(|d| d.event_id).collect();
+    let types: Vec<&str> = deliveries.iter().map(|d| d.event_type).collect();
+    let bodies: Vec<&[u8]> = deliveries.iter().map(|d| d.body).collect();
+    let leased: Vec<bool> = deliveries.iter().map(|d| d.leased).collect();
+    Ok(sqlx::query_as(
+        "with input as (select * from unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::bytea[], $7::bool[])
+                          as i (id, endpoint_id, event_id, event_type, body, leased)),
+              d as (
+                insert into webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_type, body, status,
+                                                next_attempt_at, created_at, updated_at)
+                select id, $1, endpoint_id, event_id, event_type, body, 'pending', $8, $8, $8 from input
+                on conflict (endpoint_id, event_id) do nothing
+                returning id, endpoint_id),
+              q as (
+                insert into work_queue (job_id, tenant_id, kind, group_key, due_at, locked_until, lock_token)
+                select d.id, $1, 'webhook_delivery', d.endpoint_id, $8,
+                       case when i.leased then $9::timestamptz end, case when i.leased then gen_random_uuid() end
+                from d join input i on i.id = d.id
+                returning job_id, lock_token)
+         select job_id, lock_token from q where lock_token is not null",
+    )
+    .bind(tenant.as_uuid())
+    .bind(ids)
+    .bind(endpoints)
+    .bind(events)
+    .bind(types)
+    .bind(bodies)
+    .bind(leased)
+    .bind(now)
+    .bind(lease_until)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// A delivery with what sending it needs from its endpoint.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct SendRow {
+    #[sqlx(flatten)]
+    pub delivery: DeliveryRow,
+    #[sqlx(flatten)]
+    pub target: Target,
+}
+
+/// The deliveries among `ids` with their endpoints, in one query (tenant transaction).
+pub async fn deliveries_for_send(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<SendRow>> {
+    Ok(sqlx::query_as(
+        "select d.*, w.url, w.secret_enc, w.enabled, w.disabled_reason
+         from webhook_deliveries d join webhook_endpoints w on w.id = d.endpoint_id
+         where d.id = any($1)",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// A 2xx attempt to record with [`finish_successes`].
+#[derive(Clone, Debug)]
+pub struct Success {
+    pub delivery_id: Uuid,
+    pub endpoint_id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub latency_ms: i32,
+    pub http_status: i32,
+    pub response_excerpt: Option<String>,
+    /// The token of our claim on the delivery's job.
+    pub lock_token: Uuid,
+}
+
+/// The success path for a batch of one tenant's deliveries, in one statement: logs every
+/// attempt, and for each job we still hold, takes it off the queue and marks the delivery
+/// succeeded. A job whose lease ran out and was taken over keeps its state (the new owner
+/// decides); its attempt is logged with a note that the result was not applied. Returns, in
+/// input order, whether each job was still ours.
+pub async fn finish_successes(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    batch: &[Success],
+    now: DateTime<Utc>,
+) -> Result<Vec<bool>> {
+    let attempt_ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
+    let deliveries: Vec<Uuid> = batch.iter().map(|s| s.delivery_id).collect();
+    let endpoints: Vec<Uuid> = batch.iter().map(|s| s.endpoint_id).collect();
+    let events: Vec<Uuid> = batch.iter().map(|s| s.event_id).collect();
+    let types: Vec<&str> = batch.iter().map(|s| s.event_type.as_str()).collect();
+    let attempts: Vec<i32> = batch.iter().map(|s| s.attempt).collect();
+    let started: Vec<DateTime<Utc>> = batch.iter().map(|s| s.started_at).collect();
+    let latencies: Vec<i32> = batch.iter().map(|s| s.latency_ms).collect();
+    let statuses: Vec<i32> = batch.iter().map(|s| s.http_status).collect();
+    let excerpts: Vec<Option<&str>> = batch.iter().map(|s| s.response_excerpt.as_deref()).collect();
+    let tokens: Vec<Uuid> = batch.iter().map(|s| s.lock_token).collect();
+    let dequeued: Vec<Uuid> = sqlx::query_scalar(
+        "with input as (
+            select * from unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::int[],
+                                 $8::timestamptz[], $9::int[], $10::int[], $11::text[], $12::uuid[])
+              as i (attempt_id, delivery_id, endpoint_id, event_id, event_type, attempt, started_at,
+                    latency_ms, http_status, response_excerpt, lock_token)),
+         dequeued as (
+            delete from work_queue
+            where job_id = any($3) and (job_id, lock_token) in (select delivery_id, lock_token from input)
+            returning job_id),
+         done as (
+            update webhook_deliveries d set status = 'succeeded', attempts = i.attempt, last_status = i.http_status,
+                   last_error = null, next_attempt_at = null, succeeded_at = $13, updated_at = $13
+            from input i
+            where d.id = any(array(select job_id from dequeued)) and i.delivery_id = d.id),
+         logged as (
+            insert into webhook_attempts (id, tenant_id, endpoint_id, delivery_id, event_id, event_type, attempt,
+                                          started_at, latency_ms, http_status, error, response_excerpt, succeeded)
+            select i.attempt_id, $1, i.endpoint_id, i.delivery_id, i.event_id, i.event_type, i.attempt, i.started_at,
+                   i.latency_ms, i.http_status,
+                   case when q.job_id is null then 'lease expired during the attempt; result not applied' end,
+                   i.response_excerpt, true
+            from input i left join dequeued q on q.job_id = i.delivery_id)
+         select job_id from dequeued",
+    )
+    .bind(tenant.as_uuid())
+    .bind(attempt_ids)
+    .bind(&deliveries)
+    .bind(endpoints)
+    .bind(events)
+    .bind(types)
+    .bind(attempts)
+    .bind(started)
+    .bind(latencies)
+    .bind(statuses)
+    .bind(excerpts)
+    .bind(tokens)
+    .bind(now)
+    .fetch_all(conn)
+    .await?;
+    let ours: std::collections::HashSet<Uuid> = dequeued.into_iter().collect();
+    Ok(deliveries.iter().map(|d| ours.contains(d)).collect())
 }
 
 pub async fn get_delivery(conn: &mut PgConnection, id: Uuid) -> Result<DeliveryRow> {

@@ -63,13 +63,15 @@ pub async fn claim(
     saturated_groups: &[Uuid],
 ) -> Result<Vec<ClaimedJob>> {
     Ok(sqlx::query_as(
-        "update work_queue q set locked_until = $2, lock_token = gen_random_uuid()
-         from (select job_id from work_queue
-               where due_at <= $1 and (locked_until is null or locked_until < $1)
-                 and (group_key is null or not (group_key = any($4)))
-               order by due_at limit $3 for update skip locked) due
-         where q.job_id = due.job_id
-         returning q.job_id, q.tenant_id, q.kind, q.group_key, q.lock_token",
+        // `= any(array(…))` keeps the update on the primary key whatever plan the prepared
+        // statement settles on (a join may become a scan of the whole queue per claim).
+        "update work_queue set locked_until = $2, lock_token = gen_random_uuid()
+         where job_id = any(array(
+             select job_id from work_queue
+             where due_at <= $1 and (locked_until is null or locked_until < $1)
+               and (group_key is null or not (group_key = any($4)))
+             order by due_at limit $3 for update skip locked))
+         returning job_id, tenant_id, kind, group_key, lock_token",
     )
     .bind(now)
     .bind(now + lease)
@@ -106,6 +108,32 @@ pub async fn reschedule(
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Releases held jobs (`(job id, lock token)` pairs; those another worker took over are left
+/// alone) to run again at `due_at`, in one statement.
+pub async fn release(
+    conn: &mut PgConnection,
+    job_ids: &[Uuid],
+    lock_tokens: &[Uuid],
+    due_at: DateTime<Utc>,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "update work_queue set due_at = $3, locked_until = null, lock_token = null
+         where job_id = any($1) and (job_id, lock_token) in (select * from unnest($1::uuid[], $2::uuid[]))",
+    )
+    .bind(job_ids)
+    .bind(lock_tokens)
+    .bind(due_at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Removes jobs regardless of who holds them (their subjects are gone or finished).
+pub async fn remove_many(conn: &mut PgConnection, job_ids: &[Uuid]) -> Result<()> {
+    sqlx::query("delete from work_queue where job_id = any($1)").bind(job_ids).execute(conn).await?;
+    Ok(())
 }
 
 /// Removes a job regardless of who holds it (the job's subject is gone or finished).

@@ -53,6 +53,13 @@ pub enum ClientError {
 
 impl Client {
     pub fn new(config: &ClientConfig) -> Result<Self, ClientError> {
+        Self::with_idle_per_host(config, 16)
+    }
+
+    /// Like [`Client::new`], keeping up to `idle` connections open per receiver between
+    /// requests. A worker keeps as many as it may have in flight to one endpoint, so that bursts
+    /// reuse connections instead of paying a TLS handshake each.
+    pub fn with_idle_per_host(config: &ClientConfig, idle: usize) -> Result<Self, ClientError> {
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .https_only(true)
@@ -61,7 +68,7 @@ impl Client {
             .timeout(TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(16)
+            .pool_max_idle_per_host(idle)
             .user_agent(concat!("SIVO-Webhooks/", env!("CARGO_PKG_VERSION")))
             .dns_resolver(Arc::new(GuardedResolver { allow_private: config.allow_private_targets }));
         for pem in &config.extra_root_certs_pem {

@@ -437,3 +437,85 @@ async fn several_workers_share_the_queue_without_double_delivery() {
     assert_eq!(db::work_queue::depth(&mut tx).await.unwrap(), 0);
     let _: DateTime<Utc> = h.clock.now();
 }
+
+#[tokio::test]
+async fn a_rotated_secret_signs_the_very_next_delivery() {
+    // The worker keeps decrypted secrets, keyed by the ciphertext it reads with every batch.
+    let h = Harness::new().await;
+    let receiver = Receiver::start(&h.ca, Behaviour::Status(200), Sequence::default()).await;
+    let (endpoint, old_secret) = h.endpoint(&receiver.url()).await;
+    let worker = h.worker(true);
+    h.emit().await;
+    worker.run_once().await.unwrap();
+
+    let new_secret = webhooks::new_secret();
+    let sealed = h.vault.encrypt(new_secret.as_bytes(), &webhooks::secret_context(endpoint));
+    let mut tx = h.db.db.tenant_tx(h.tenant).await.unwrap();
+    db::webhooks::update_endpoint(
+        &mut tx,
+        endpoint,
+        db::webhooks::EndpointPatch { secret_enc: Some(&sealed), ..Default::default() },
+        h.clock.now(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    h.emit().await;
+    worker.run_once().await.unwrap();
+
+    let got = receiver.received();
+    assert_eq!(got.len(), 2);
+    for (request, secret) in got.iter().zip([&old_secret, &new_secret]) {
+        let expected = format!("sha256={}", hex(&reference_hmac(secret.as_bytes(), &request.body)));
+        assert_eq!(request.headers["x-sivo-signature"], expected);
+    }
+}
+
+#[tokio::test]
+async fn a_batch_of_successes_applies_only_to_jobs_still_held() {
+    let h = Harness::new().await;
+    let (endpoint, _) = h.endpoint("https://hooks.example.com/").await;
+    let now = h.clock.now();
+    let lease = now + Duration::seconds(60);
+    let mut tx = h.db.db.tenant_tx(h.tenant).await.unwrap();
+    let (ours, lost) = (Uuid::now_v7(), Uuid::now_v7());
+    let new = |id| db::webhooks::NewDelivery {
+        id,
+        endpoint_id: endpoint,
+        event_id: Uuid::now_v7(),
+        event_type: "agent.paused",
+        body: b"{}",
+        leased: true,
+    };
+    let leased =
+        db::webhooks::queue_deliveries(&mut tx, h.tenant, &[new(ours), new(lost)], now, lease).await.unwrap();
+    assert_eq!(leased.len(), 2, "both queued already leased");
+    let token = |id| leased.iter().find(|(j, _)| *j == id).unwrap().1;
+    let success = |id, lock_token| db::webhooks::Success {
+        delivery_id: id,
+        endpoint_id: endpoint,
+        event_id: Uuid::now_v7(),
+        event_type: "agent.paused".into(),
+        attempt: 1,
+        started_at: now,
+        latency_ms: 3,
+        http_status: 200,
+        response_excerpt: Some("ok".into()),
+        lock_token,
+    };
+    // The second job's lease was taken over by another worker (another token).
+    let batch = [success(ours, token(ours)), success(lost, Uuid::new_v4())];
+    let applied = db::webhooks::finish_successes(&mut tx, h.tenant, &batch, now).await.unwrap();
+    assert_eq!(applied, vec![true, false]);
+    let done = db::webhooks::get_delivery(&mut tx, ours).await.unwrap();
+    assert_eq!((done.status.as_str(), done.attempts, done.last_status), ("succeeded", 1, Some(200)));
+    let kept = db::webhooks::get_delivery(&mut tx, lost).await.unwrap();
+    assert_eq!((kept.status.as_str(), kept.attempts), ("pending", 0), "the new owner decides");
+    let logged = db::webhooks::attempts_of(&mut tx, lost).await.unwrap();
+    assert_eq!(logged.len(), 1, "the attempt is logged anyway");
+    assert!(logged[0].error.as_deref().unwrap().contains("lease expired"));
+    assert!(db::webhooks::attempts_of(&mut tx, ours).await.unwrap()[0].error.is_none());
+    tx.commit().await.unwrap();
+    let mut tx = h.db.db.platform_tx().await.unwrap();
+    assert_eq!(db::work_queue::depth(&mut tx).await.unwrap(), 1, "only the finished job left the queue");
+}
