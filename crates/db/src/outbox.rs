@@ -70,6 +70,41 @@ pub async fn enqueue_for(conn: &mut PgConnection, event: &Event, only_endpoint: 
     Ok(())
 }
 
+/// `LISTEN` channel announcing that a resource the web app shows changed without an event of its
+/// own (an agent's SIP registration, a trunk's keepalive status), as
+/// `<tenant id>:<resource>:<resource id>`. These are hints to re-read over REST, not events:
+/// they are neither stored nor delivered to webhooks.
+pub const CHANGES_CHANNEL: &str = "sivo_changes";
+
+/// A resource kind announced on [`CHANGES_CHANNEL`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Changed {
+    /// An agent's SIP registration (bindings) changed; the id is the agent's user id.
+    AgentRegistration,
+    /// A trunk's keepalive status changed; the id is the trunk id.
+    TrunkStatus,
+}
+
+impl Changed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AgentRegistration => "agent.registration",
+            Self::TrunkStatus => "trunk.status",
+        }
+    }
+}
+
+/// Announces on [`CHANGES_CHANNEL`] that `resource` changed; PostgreSQL delivers it only if the
+/// caller's transaction commits.
+pub async fn notify_changed(conn: &mut PgConnection, tenant: TenantId, resource: Changed, id: Uuid) -> Result<()> {
+    sqlx::query("select pg_notify($1, $2)")
+        .bind(CHANGES_CHANNEL)
+        .bind(format!("{}:{}:{}", tenant.as_uuid(), resource.as_str(), id))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<OutboxRow> {
     Ok(sqlx::query_as("select * from outbox where id = $1").bind(id).fetch_one(conn).await?)
 }
