@@ -574,10 +574,16 @@ fn audio_section(
         .map(|(kind, pt)| RtpMap {
             payload_type: *pt,
             encoding: kind.encoding_name().to_owned(),
-            clock_rate: CLOCK_RATE,
-            channels: None,
+            clock_rate: kind.clock_rate(),
+            channels: kind.rtpmap_channels(),
         })
         .collect();
+    for (kind, pt) in codecs {
+        if *kind == CodecKind::Opus {
+            // RFC 7587 §7: we send mono and can use the receiver's in-band FEC.
+            media.fmtps.push((*pt, "minptime=10;useinbandfec=1".to_owned()));
+        }
+    }
     if let Some(pt) = dtmf {
         formats.push(pt);
         media.rtpmaps.push(RtpMap {

@@ -40,6 +40,8 @@ struct Heard {
 }
 
 struct Browser {
+    /// Speaks Opus only (encodes a 48 kHz tone), not G.711.
+    opus: bool,
     rtc: Rtc,
     socket: std::net::UdpSocket,
     local: SocketAddr,
@@ -49,13 +51,22 @@ struct Browser {
 
 /// A browser-like peer offering PCMU, PCMA and telephone-event/8000, as SIVO's softphone does.
 fn browser() -> (Browser, String) {
+    browser_speaking(false)
+}
+
+/// With `opus`, a peer offering only Opus and telephone-event/8000.
+fn browser_speaking(opus: bool) -> (Browser, String) {
     let socket = std::net::UdpSocket::bind((LOCALHOST, 0)).unwrap();
     let local = socket.local_addr().unwrap();
     let mut config = RtcConfig::new().clear_codecs();
     {
         let codecs = config.codec_config();
-        codecs.enable_pcmu(true, false);
-        codecs.enable_pcma(true, false);
+        if opus {
+            codecs.enable_opus(true, false);
+        } else {
+            codecs.enable_pcmu(true, false);
+            codecs.enable_pcma(true, false);
+        }
         codecs.add_config(
             101.into(),
             None,
@@ -64,18 +75,29 @@ fn browser() -> (Browser, String) {
             None,
             FormatParams::parse_line("0-16"),
         );
+        if opus {
+            // As Chrome does: events at the Opus clock too.
+            codecs.add_config(
+                110.into(),
+                None,
+                WebRtcCodec::Tele,
+                Frequency::FORTY_EIGHT_KHZ,
+                None,
+                FormatParams::parse_line("0-16"),
+            );
+        }
     }
     let mut rtc = config.build(Instant::now());
     rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
     let mut change = rtc.sdp_api();
     let mid = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
     let (offer, pending) = change.apply().unwrap();
-    (Browser { rtc, socket, local, mid, pending }, offer.to_sdp_string())
+    (Browser { opus, rtc, socket, local, mid, pending }, offer.to_sdp_string())
 }
 
 impl Browser {
-    /// Runs the peer for `duration`: once connected, 50 frames of a 400 Hz tone in PCMU,
-    /// then the key 7.
+    /// Runs the peer for `duration`: once connected, 50 frames of a 400 Hz tone in PCMU (or
+    /// Opus from 48 kHz), then the key 7.
     fn run(mut self, answer: &str, duration: Duration) -> Heard {
         self.rtc.sdp_api().accept_answer(self.pending, SdpAnswer::from_sdp_string(answer).unwrap()).unwrap();
         let start = Instant::now();
@@ -84,6 +106,9 @@ impl Browser {
         let mut connected_at = None;
         let mut frames_sent = 0usize;
         let mut key_sent = false;
+        let mut opus = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+        let (audio_pt, frame_ticks, clock) =
+            if self.opus { (111, 960, Frequency::FORTY_EIGHT_KHZ) } else { (0, 160, Frequency::EIGHT_KHZ) };
         loop {
             let timeout = loop {
                 match self.rtc.poll_output().unwrap() {
@@ -111,21 +136,31 @@ impl Browser {
                 let due = connected + Duration::from_millis(20) * frames_sent as u32;
                 if frames_sent < 50 && now >= due {
                     let mut payload = Vec::new();
-                    CodecKind::Pcmu.encode(&tone_frame(400.0, frames_sent), &mut payload);
-                    let time = MediaTime::new(frames_sent as u64 * 160, Frequency::EIGHT_KHZ);
-                    self.rtc.writer(self.mid).unwrap().write(0.into(), now, time, payload).unwrap();
+                    if self.opus {
+                        let wideband: Vec<i16> = (0..960)
+                            .map(|i| {
+                                let n = (frames_sent * 960 + i) as f64;
+                                ((TAU * 400.0 * n / 48_000.0).sin() * 8000.0) as i16
+                            })
+                            .collect();
+                        payload = opus.encode_vec(&wideband, 1500).unwrap();
+                    } else {
+                        CodecKind::Pcmu.encode(&tone_frame(400.0, frames_sent), &mut payload);
+                    }
+                    let time = MediaTime::new(frames_sent as u64 * frame_ticks, clock);
+                    self.rtc.writer(self.mid).unwrap().write(audio_pt.into(), now, time, payload).unwrap();
                     frames_sent += 1;
                     continue;
                 }
                 if frames_sent == 50 && !key_sent {
-                    let time = MediaTime::new(50 * 160, Frequency::EIGHT_KHZ);
+                    let time = MediaTime::new(50 * frame_ticks, clock);
                     let event =
                         WebRtcEvent { event: 7, end: true, volume: 10, duration: Duration::from_millis(100) };
                     self.rtc
                         .writer(self.mid)
                         .unwrap()
                         .telephone_event(event)
-                        .write(0.into(), now, time, Vec::new())
+                        .write(audio_pt.into(), now, time, Vec::new())
                         .unwrap();
                     key_sent = true;
                     continue;
@@ -262,5 +297,114 @@ async fn browser_leg_bridged_to_rtp_leg_both_ways_with_dtmf() {
     let trunk_stats = media.close_leg(trunk.id).await.unwrap();
     assert_eq!(trunk_stats.dtmf_received, "3");
     std::net::UdpSocket::bind(web_leg.local).expect("WebRTC port free after close");
+    media.shutdown();
+}
+
+/// A browser that speaks only Opus, bridged to a PCMA trunk leg: both directions are decoded,
+/// re-framed and encoded (G.711 ↔ Opus), key presses are sent again as the other side's events,
+/// and the recording holds both voices.
+#[tokio::test]
+async fn opus_browser_leg_transcoded_to_g711_rtp_leg() {
+    let media = Media::start(MediaConfig {
+        bind_ip: LOCALHOST,
+        advertised_ip: None,
+        port_min: 41500,
+        port_max: 41599,
+        shards: 1,
+    })
+    .unwrap();
+    let (browser, offer) = browser_speaking(true);
+    let (web_leg, answer) = media.open_webrtc_leg(4, &offer).await.unwrap();
+    assert!(answer.contains("opus/48000/2"), "{answer}");
+    assert!(!answer.contains("PCMU"), "{answer}");
+    assert_eq!(media.stats(web_leg.id).await.unwrap().codec.as_deref(), Some("opus/48000/2"));
+
+    let trunk = media.open_leg(4).await.unwrap();
+    let trunk_ep = tokio::net::UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    media
+        .set_remote(trunk.id, trunk_ep.local_addr().unwrap(), Codec::new(CodecKind::Pcma).with_dtmf(96))
+        .await
+        .unwrap();
+    media.bridge(web_leg.id, trunk.id).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("sivo-opus-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("opus.wav");
+    media.record(trunk.id, web_leg.id, path.clone()).await.unwrap();
+
+    let browser_thread = std::thread::spawn(move || browser.run(&answer, Duration::from_millis(2800)));
+    let trunk_side = async {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let mut ticker = tokio::time::interval(Duration::from_millis(20));
+        for i in 0..50usize {
+            ticker.tick().await;
+            let mut payload = Vec::new();
+            CodecKind::Pcma.encode(&tone_frame(600.0, i), &mut payload);
+            let mut packet = Vec::new();
+            rtp::write_simple(i == 0, 8, i as u16, 160 * i as u32, 0x7777, &payload, &mut packet);
+            trunk_ep.send_to(&packet, trunk.local).await.unwrap();
+        }
+        for (i, event) in digit_packets('3', 100, 10).unwrap().into_iter().enumerate() {
+            let mut packet = Vec::new();
+            rtp::write_simple(event.marker, 96, 50 + i as u16, 8000, 0x7777, &event.payload, &mut packet);
+            trunk_ep.send_to(&packet, trunk.local).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let trunk_hears = async {
+        let mut packets = Vec::new();
+        let mut buf = vec![0u8; 2048];
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(3000);
+        while let Ok(Ok((len, _))) = tokio::time::timeout_at(deadline, trunk_ep.recv_from(&mut buf)).await {
+            if !rtp::is_rtcp(&buf[..len]) {
+                packets.push(buf[..len].to_vec());
+            }
+        }
+        packets
+    };
+    let ((), at_trunk) = tokio::join!(trunk_side, trunk_hears);
+    let heard = tokio::task::spawn_blocking(move || browser_thread.join().unwrap()).await.unwrap();
+    assert!(heard.connected, "ICE + DTLS completed");
+
+    // Browser (Opus, 48 kHz) → trunk: decoded to 8 kHz, PCMA, 20 ms frames, one stream.
+    let at_trunk: Vec<_> = at_trunk.iter().map(|p| RtpPacket::parse(p).unwrap()).collect();
+    let audio: Vec<_> = at_trunk.iter().filter(|p| p.header.payload_type == 8).collect();
+    assert!(audio.len() >= 45, "browser audio transcoded: {}", audio.len());
+    assert!(audio.iter().all(|p| p.payload.len() == 160), "20 ms PCMA frames");
+    for pair in audio.windows(2) {
+        assert_eq!(pair[1].header.timestamp.wrapping_sub(pair[0].header.timestamp), 160, "8 kHz clock");
+    }
+    let mut pcm = Vec::new();
+    for p in &audio[audio.len() / 3..] {
+        CodecKind::Pcma.decode(p.payload, &mut pcm);
+    }
+    assert!(tone_power(&pcm, 400.0) > 10.0 * tone_power(&pcm, 600.0), "the browser's 400 Hz");
+    let events: Vec<_> = at_trunk
+        .iter()
+        .filter(|p| p.header.payload_type == 96)
+        .map(|p| TelephoneEvent::parse(p.payload).unwrap())
+        .collect();
+    assert!(events.iter().any(|e| e.event == 7 && e.end), "the browser's key, sent again: {events:?}");
+
+    // Trunk → browser: PCMA decoded and encoded as Opus; the browser decodes the 600 Hz.
+    assert!(heard.audio.len() >= 45, "trunk audio at the browser: {}", heard.audio.len());
+    let mut decoder = media::Decoder::new(CodecKind::Opus).unwrap();
+    let mut pcm = Vec::new();
+    for frame in &heard.audio[heard.audio.len() / 3..] {
+        decoder.decode(frame, &mut pcm).unwrap();
+    }
+    assert!(tone_power(&pcm, 600.0) > 10.0 * tone_power(&pcm, 400.0), "the trunk's 600 Hz");
+    assert!(heard.events.iter().any(|e| e.event == 3 && e.end), "{:?}", heard.events);
+
+    let info = media.stop_record(trunk.id).await.unwrap().unwrap();
+    let wav = std::fs::read(&info.path).unwrap();
+    let samples: Vec<i16> = wav[44..].chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    assert!(tone_power(&left, 600.0) > 10.0 * tone_power(&left, 400.0), "caller channel: the trunk");
+    assert!(tone_power(&right, 400.0) > 10.0 * tone_power(&right, 600.0), "agent channel: the Opus browser");
+    let web_stats = media.close_leg(web_leg.id).await.unwrap();
+    assert_eq!(web_stats.dtmf_received, "7");
+    media.close_leg(trunk.id).await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
     media.shutdown();
 }

@@ -102,7 +102,7 @@ pub struct LegStats {
     pub jitter_ms: f64,
     /// Where we send: the latched source, else the SDP address.
     pub remote: Option<SocketAddr>,
-    /// `PCMU/8000` or `PCMA/8000` once negotiated.
+    /// `PCMU/8000`, `PCMA/8000` or `opus/48000/2` once negotiated.
     pub codec: Option<String>,
     /// Keys received as RFC 4733 events, in order.
     pub dtmf_received: String,
@@ -320,8 +320,9 @@ impl Media {
     /// Opens a WebRTC leg for a browser's SDP offer and returns it with our SDP answer.
     ///
     /// The leg is ICE-lite with one host candidate (`local`), DTLS-SRTP, BUNDLE and rtcp-mux on
-    /// one UDP port. It speaks PCMU or PCMA (the first of the browser's preference) and
-    /// telephone-event/8000; offers without either G.711 codec fail with [`MediaError::WebRtc`].
+    /// one UDP port. It speaks PCMU or PCMA (the first of the browser's preference) when the
+    /// browser offers either, else Opus (transcoded to whatever it is bridged with), plus
+    /// telephone-events at the audio clock; offers with none of them fail with [`MediaError::WebRtc`].
     /// The codec is known at once (see [`Media::stats`]), so no `set_remote` is needed: media
     /// flows to wherever ICE connects. Everything else (play, bridge, record, DTMF, close)
     /// works as for plain RTP legs.
@@ -361,8 +362,10 @@ impl Media {
     }
 
     /// Relays RTP both ways between two legs of the same shard: audio as-is when both use the
-    /// same codec, PCMU↔PCMA transcoded otherwise; telephone-events re-numbered to the target's
-    /// payload type (dropped if the target has none). Each direction is sent as the target
+    /// same codec, PCMU↔PCMA by table lookup; between G.711 and Opus the audio is decoded to
+    /// 8 kHz, re-framed into 20 ms and encoded (timing kept, clock converted). Telephone-events
+    /// are re-numbered to the target's payload type (dropped if the target has none); across
+    /// G.711 ↔ Opus each key press is sent again as a 100 ms event of the target's own. Each direction is sent as the target
     /// leg's own stream (SSRC, continuous sequence and timestamps). Stops playback on both
     /// legs. A leg bridged elsewhere is first unbridged from its old partner.
     pub async fn bridge(&self, a: LegId, b: LegId) -> Result<(), MediaError> {
@@ -384,7 +387,7 @@ impl Media {
     }
 
     /// Joins `legs` (two or more, one shard) in a conference: each hears the others mixed.
-    /// Received G.711 is decoded into a per-member two-frame jitter buffer and mixed every
+    /// Received audio is decoded into a per-member two-frame jitter buffer and mixed every
     /// 20 ms; each member gets the sum of the others (not its own voice), encoded in its codec
     /// as its own stream. Bridges and playback of the members end; a leg that is bridged or
     /// closed later leaves the conference. Telephone-events are not relayed in a conference.
@@ -398,7 +401,7 @@ impl Media {
     }
 
     /// Records a stereo 8 kHz WAV at `path`: left channel the audio received on `left` (the
-    /// caller), right channel the audio received on `right` (the agent), decoded from G.711,
+    /// caller), right channel the audio received on `right` (the agent), decoded to 8 kHz,
     /// silence where a side sent nothing. Keyed by `left`. If `left` is already recorded, the
     /// right channel moves to `right` (the call went to another agent) and the same file goes
     /// on; when the right leg closes, its channel is silent until another one takes it.

@@ -22,9 +22,10 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::{JoinHandle, LocalSet};
 
 use super::{Command, Leg, LegId, LegStats, MediaError, MediaEvent, RecordingInfo};
-use crate::codec::{CLOCK_RATE, Codec, CodecKind, FRAME_SAMPLES};
+use crate::codec::{CLOCK_RATE, Codec, CodecKind, Decoder, Encoder, FRAME_SAMPLES};
 use crate::dtmf::{self, DtmfReceiver, EventPacket};
 use crate::latch::Latch;
+use crate::reframe::Reframer;
 use crate::rtp::{self, ReceiveStats, Rewriter, Rewritten, RtpPacket, SenderInfo};
 use crate::tone::FrameSource;
 use crate::wav::StereoWavWriter;
@@ -215,7 +216,9 @@ fn open_webrtc_leg(shard: &Shared, offer: &str) -> Result<(Leg, String), MediaEr
     let id = LegId { shard: state.settings.index, index };
     let tasks = vec![tokio::task::spawn_local(read_loop(shard.clone(), index, socket, false))];
     let mut leg = LegState::new(id, port, Transport::WebRtc(Box::new(webrtc)), tasks, now);
-    leg.codec = codec;
+    if let Some(codec) = codec {
+        leg.set_codec(codec);
+    }
     state.legs.insert(index, leg);
     Ok((Leg { id, local }, answer))
 }
@@ -321,6 +324,12 @@ struct LegState {
     transport: Transport,
     tasks: Vec<JoinHandle<()>>,
     codec: Option<Codec>,
+    /// For the codec: decodes what we receive when it is recorded, mixed or transcoded.
+    decoder: Option<Decoder>,
+    /// For the codec: encodes playback, conference mixes and transcoded audio we send.
+    encoder: Option<Encoder>,
+    /// Audio from a bridged peer of another codec family, gathered into frames for `encoder`.
+    reframer: Reframer,
     latch: Latch,
     rtcp_latch: Latch,
     stats: ReceiveStats,
@@ -356,6 +365,9 @@ impl LegState {
             transport,
             tasks,
             codec: None,
+            decoder: None,
+            encoder: None,
+            reframer: Reframer::new(),
             latch: Latch::new(),
             rtcp_latch: Latch::new(),
             stats: ReceiveStats::new(CLOCK_RATE),
@@ -378,6 +390,29 @@ impl LegState {
             next_rtcp: now + RTCP_FIRST,
             cname: format!("sivo-{id}@{:08x}", rand::random::<u32>()),
         }
+    }
+
+    /// Sets the negotiated codec; a new codec kind gets a fresh encoder and decoder, and the
+    /// stream counters move to its RTP clock.
+    fn set_codec(&mut self, codec: Codec) {
+        if self.codec.map(|c| c.kind) != Some(codec.kind) {
+            let coder = Decoder::new(codec.kind).and_then(|d| Ok((d, Encoder::new(codec.kind)?)));
+            match coder {
+                Ok((decoder, encoder)) => {
+                    self.decoder = Some(decoder);
+                    self.encoder = Some(encoder);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, leg = %self.id, "codec state could not be created");
+                    self.decoder = None;
+                    self.encoder = None;
+                }
+            }
+            let clock_rate = codec.kind.clock_rate();
+            self.stats.set_clock_rate(clock_rate);
+            self.rewriter.set_clock_rate(clock_rate);
+        }
+        self.codec = Some(codec);
     }
 
     /// What feeds the outgoing stream changed: start a new segment.
@@ -409,6 +444,43 @@ impl LegState {
             Transport::Rtp { .. } => self.latch.destination().is_some(),
             #[cfg(feature = "webrtc")]
             Transport::WebRtc(webrtc) => webrtc.is_alive(),
+        }
+    }
+
+    /// Queues one key press (100 ms of RFC 4733 events) on our outgoing stream.
+    fn queue_digit(&mut self, digit: char) {
+        if let Some(packets) = dtmf::digit_packets(digit, dtmf::DIGIT_MS, dtmf::DIGIT_VOLUME) {
+            self.dtmf_out.push_back(OutgoingDigit { packets: packets.into(), timestamp: None });
+        }
+    }
+
+    /// Sends audio of a bridged peer whose codec family differs (G.711 ↔ Opus): its decoded
+    /// PCM is re-framed into 20 ms frames in our clock and encoded in our codec.
+    #[expect(clippy::too_many_arguments, reason = "the shard's scratch buffers, passed to avoid allocation")]
+    fn relay_transcoded(
+        &mut self,
+        source: u64,
+        source_rate: u32,
+        media: &MediaIn<'_>,
+        pcm: &[i16],
+        now: Instant,
+        payload: &mut Vec<u8>,
+        packet: &mut Vec<u8>,
+    ) {
+        let Some(codec) = self.codec else { return };
+        self.reframer.push(source, source_rate, media.timestamp, media.marker, pcm, codec.kind.clock_rate());
+        while let Some(frame) = self.reframer.pop() {
+            let Some(encoder) = &mut self.encoder else { return };
+            payload.clear();
+            if let Err(error) = encoder.encode(&frame.samples, payload) {
+                tracing::debug!(%error, leg = %self.id, "transcoded frame not encoded");
+                continue;
+            }
+            let Some(out) = self.rewriter.forward(source, frame.sequence, frame.timestamp, frame.marker, now)
+            else {
+                continue;
+            };
+            self.send_media(out, codec.payload_type, payload, now, packet);
         }
     }
 
@@ -489,10 +561,20 @@ impl LegState {
         let Some(codec) = self.codec.filter(|_| self.can_send()) else { return };
         let Some(playing) = &mut self.playback else { return };
         payload.clear();
-        playing.source.next_encoded(codec.kind, payload);
+        match &mut self.encoder {
+            Some(encoder @ Encoder::Opus(_)) => {
+                let mut frame = [0i16; FRAME_SAMPLES];
+                playing.source.next_frame(&mut frame);
+                if let Err(error) = encoder.encode(&frame, payload) {
+                    tracing::debug!(%error, "playback frame not encoded");
+                }
+            }
+            // G.711: sources may hand out frames they encoded once (hold music).
+            _ => playing.source.next_encoded(codec.kind, payload),
+        }
         let (sequence, timestamp) = (playing.sequence, playing.timestamp);
         playing.sequence = sequence.wrapping_add(1);
-        playing.timestamp = timestamp.wrapping_add(FRAME_SAMPLES as u32);
+        playing.timestamp = timestamp.wrapping_add(codec.kind.frame_ticks());
         let Some(out) = self.rewriter.forward(self.epoch << 32, sequence, timestamp, false, now) else {
             return;
         };
@@ -568,7 +650,7 @@ impl LegState {
             packets_lost: self.stats.lost(),
             jitter_ms: self.stats.jitter_ms(),
             remote: self.destination(),
-            codec: self.codec.map(|c| format!("{}/{CLOCK_RATE}", c.kind.encoding_name())),
+            codec: self.codec.map(|c| c.kind.rtpmap_name()),
             dtmf_received: self.dtmf_received.clone(),
             rtcp_received: self.rtcp_received,
         }
@@ -597,6 +679,7 @@ impl Conference {
             let Some(codec) = leg.codec.filter(|_| leg.can_send() && leg.playback.is_none()) else {
                 continue;
             };
+            let Some(encoder) = &mut leg.encoder else { continue };
             mix.clear();
             mix.resize(FRAME_SAMPLES, 0);
             for (_, frame) in frames.iter().filter(|(from, _)| *from != index) {
@@ -605,10 +688,13 @@ impl Conference {
                 }
             }
             payload.clear();
-            codec.kind.encode(mix, payload);
+            if let Err(error) = encoder.encode(mix, payload) {
+                tracing::debug!(%error, "conference frame not encoded");
+                continue;
+            }
             let (seq, ts) = (*sequence, *timestamp);
             *sequence = seq.wrapping_add(1);
-            *timestamp = ts.wrapping_add(FRAME_SAMPLES as u32);
+            *timestamp = ts.wrapping_add(codec.kind.frame_ticks());
             if let Some(out) = leg.rewriter.forward(leg.epoch << 32, seq, ts, false, now) {
                 leg.send_media(out, codec.payload_type, payload, now, packet);
             }
@@ -819,36 +905,51 @@ impl Shard {
     /// The common receive path: stats, DTMF, recording tap, relay into the bridged peer.
     fn on_media(&mut self, index: u64, media: &MediaIn<'_>, now: Instant) {
         let Self { legs, recordings, conferences, packet: out, payload: scratch, pcm, settings, .. } = self;
+        // The bridged peer's codec decides whether payloads relay as they are or are transcoded.
+        let peer_kind = legs
+            .get(&index)
+            .and_then(|l| l.bridge)
+            .and_then(|p| legs.get(&p))
+            .and_then(|p| p.codec)
+            .map(|c| c.kind);
         let Some(leg) = legs.get_mut(&index) else { return };
         leg.packets_received += 1;
         let kind = leg.classify(media.payload_type);
+        let own_kind = leg.codec.map(|c| c.kind);
+        let mut digit = None;
         match kind {
             PayloadKind::Audio(codec) => {
                 leg.stats.record(media.ssrc, media.sequence, media.timestamp, now);
                 pcm.clear();
+                let transcode =
+                    leg.conference.is_none() && peer_kind.is_some_and(|peer| !codec.relays_to(peer));
+                // Decoded once, for everything that needs PCM (Opus decoder state advances).
+                if (leg.recording.is_some() || leg.conference.is_some() || transcode)
+                    && let Some(decoder) = &mut leg.decoder
+                    && let Err(error) = decoder.decode(media.payload, pcm)
+                {
+                    tracing::trace!(%error, leg = %leg.id, "payload not decodable");
+                }
                 if let Some((recording, channel)) = leg.recording
                     && let Some(recording) = recordings.get_mut(&recording)
                     && let Some(channel) = recording.channels.get_mut(channel)
                 {
-                    codec.decode(media.payload, pcm);
                     channel.push(pcm);
                 }
                 if let Some(conference) = leg.conference
                     && let Some(input) =
                         conferences.get_mut(&conference).and_then(|c| c.inputs.get_mut(&index))
                 {
-                    if pcm.is_empty() {
-                        codec.decode(media.payload, pcm);
-                    }
                     input.push(pcm);
                 }
             }
             PayloadKind::Event => {
                 leg.stats.record_untimed(media.ssrc, media.sequence);
-                if let Some(digit) = leg.dtmf_receiver.on_packet(media.timestamp, media.payload) {
-                    leg.dtmf_received.push(digit);
+                if let Some(key) = leg.dtmf_receiver.on_packet(media.timestamp, media.payload) {
+                    leg.dtmf_received.push(key);
+                    digit = Some(key);
                     // Nobody listening is fine: the digit is in the stats too.
-                    let _ = settings.events.send(MediaEvent::Dtmf { leg: leg.id, digit });
+                    let _ = settings.events.send(MediaEvent::Dtmf { leg: leg.id, digit: key });
                 }
             }
             PayloadKind::Other => {
@@ -868,6 +969,21 @@ impl Shard {
         }
         let Some(peer_codec) = peer.codec else { return };
         let key = peer.epoch << 32 | u64::from(media.ssrc);
+        match kind {
+            PayloadKind::Audio(from_kind) if !from_kind.relays_to(peer_codec.kind) => {
+                peer.relay_transcoded(key, from_kind.clock_rate(), media, pcm, now, scratch, out);
+                return;
+            }
+            // Another codec family has another RTP clock: the key press is sent again as the
+            // peer's own event (100 ms), not relayed packet by packet.
+            PayloadKind::Event if own_kind.is_some_and(|k| !k.relays_to(peer_codec.kind)) => {
+                if let Some(digit) = digit {
+                    peer.queue_digit(digit);
+                }
+                return;
+            }
+            _ => {}
+        }
         let Some(rewritten) = peer.rewriter.forward(key, media.sequence, media.timestamp, media.marker, now)
         else {
             return;
@@ -932,7 +1048,7 @@ impl Shard {
 
     fn set_remote(&mut self, id: LegId, remote: SocketAddr, codec: Codec) -> Result<(), MediaError> {
         let leg = self.leg(id)?;
-        leg.codec = Some(codec);
+        leg.set_codec(codec);
         leg.latch.set_signalled(remote);
         leg.rtcp_latch.set_signalled(SocketAddr::new(remote.ip(), remote.port().wrapping_add(1)));
         Ok(())
@@ -1094,9 +1210,10 @@ impl Shard {
         if leg.codec.and_then(|c| c.dtmf_payload_type).is_none() {
             return Err(MediaError::NoDtmf);
         }
-        let packets = dtmf::digit_packets(digit, dtmf::DIGIT_MS, dtmf::DIGIT_VOLUME)
-            .ok_or(MediaError::InvalidDigit(digit))?;
-        leg.dtmf_out.push_back(OutgoingDigit { packets: packets.into(), timestamp: None });
+        if dtmf::digit_to_event(digit).is_none() {
+            return Err(MediaError::InvalidDigit(digit));
+        }
+        leg.queue_digit(digit);
         Ok(())
     }
 

@@ -6,8 +6,9 @@
 //! packet becomes a `MediaData` that enters the same pipeline as a plain RTP packet (stats,
 //! recording, relay), and what we send is written as 20 ms frames with the timestamps of the
 //! leg's [`crate::rtp::Rewriter`]; str0m owns SSRC, sequence numbers, SRTP and RTCP.
-//! Codecs offered to the browser: PCMU and PCMA (so browser↔PSTN needs no transcoding) and
-//! telephone-event/8000. Opus is not supported yet.
+//! Codecs: PCMU or PCMA whenever the browser offers one (browser↔PSTN is then a relay, no
+//! transcoding), Opus only when it offers no G.711 (the shard then transcodes to and from the
+//! bridged leg's codec); telephone-event/8000 with either.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -22,11 +23,14 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig}
 use tokio::net::UdpSocket;
 
 use super::MediaError;
-use crate::codec::{CLOCK_RATE, Codec, CodecKind};
+use crate::codec::{Codec, CodecKind};
 use crate::dtmf::TelephoneEvent;
 
 /// The payload type we offer for telephone-events when the browser's offer has none to reuse.
 const TELEPHONE_EVENT_PT: u8 = 101;
+/// The same at Opus's 48 kHz clock: events go at the audio's clock rate (browsers and str0m
+/// send them only on a telephone-event payload type of that rate).
+const TELEPHONE_EVENT_48K_PT: u8 = 110;
 
 /// One packet received from the browser, owned so the `Rtc` borrow can end before relaying.
 pub(super) struct Inbound {
@@ -52,6 +56,8 @@ pub(super) struct WebRtcLeg {
     connection_change: Option<bool>,
     /// Extends our 32-bit timestamps to str0m's 64-bit media time.
     last_timestamp: Option<u64>,
+    /// The audio codec's RTP clock: our timestamps are in its units.
+    clock: Frequency,
     /// Telephone-events already forwarded, by (timestamp, event): end packets come three times.
     relayed_events: [Option<(u32, u8)>; 4],
     next_event_slot: usize,
@@ -72,16 +78,28 @@ impl WebRtcLeg {
     ) -> Result<(Self, String, Option<Codec>), MediaError> {
         // The audio section's mid, read with our own parser: str0m reports remote media
         // (`MediaAdded`) only later, and the codec is wanted right away.
-        let audio_mid = crate::sdp::SessionDescription::parse(offer)
-            .ok()
-            .and_then(|sdp| sdp.audio().and_then(|audio| audio.attribute("mid").map(Mid::from)));
+        let parsed = crate::sdp::SessionDescription::parse(offer).ok();
+        let audio = parsed.as_ref().and_then(|sdp| sdp.audio());
+        let audio_mid = audio.and_then(|audio| audio.attribute("mid").map(Mid::from));
+        // G.711 relays to the PSTN untouched: Opus is answered only to offers without it.
+        let offers_g711 = audio.is_some_and(|audio| {
+            audio.formats.iter().any(|&pt| match audio.rtpmap(pt) {
+                Some(map) => CodecKind::from_rtpmap(&map.encoding, map.clock_rate)
+                    .is_some_and(|k| k != CodecKind::Opus),
+                None => CodecKind::from_static_payload_type(pt).is_some(),
+            })
+        });
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::WebRtc(format!("bad offer: {e}")))?;
         let mut config = RtcConfig::new().set_ice_lite(true).clear_codecs();
         {
             let codecs = config.codec_config();
-            codecs.enable_pcmu(true, false);
-            codecs.enable_pcma(true, false);
+            if offers_g711 {
+                codecs.enable_pcmu(true, false);
+                codecs.enable_pcma(true, false);
+            } else {
+                codecs.enable_opus(true, false);
+            }
             codecs.add_config(
                 TELEPHONE_EVENT_PT.into(),
                 None,
@@ -90,6 +108,16 @@ impl WebRtcLeg {
                 None,
                 FormatParams::parse_line("0-16"),
             );
+            if !offers_g711 {
+                codecs.add_config(
+                    TELEPHONE_EVENT_48K_PT.into(),
+                    None,
+                    WebRtcCodec::Tele,
+                    Frequency::FORTY_EIGHT_KHZ,
+                    None,
+                    FormatParams::parse_line("0-16"),
+                );
+            }
         }
         let mut rtc = config.build(now);
         let host =
@@ -106,6 +134,7 @@ impl WebRtcLeg {
             connected: false,
             connection_change: None,
             last_timestamp: None,
+            clock: Frequency::EIGHT_KHZ,
             relayed_events: [None; 4],
             next_event_slot: 0,
             event_busy_until: None,
@@ -122,6 +151,10 @@ impl WebRtcLeg {
         leg.drain();
         let codec = leg.negotiated();
         leg.audio_pt = codec.map(|c| c.payload_type.into());
+        leg.clock = match codec.map(|c| c.kind) {
+            Some(CodecKind::Opus) => Frequency::FORTY_EIGHT_KHZ,
+            _ => Frequency::EIGHT_KHZ,
+        };
         Ok((leg, answer, codec))
     }
 
@@ -135,13 +168,15 @@ impl WebRtcLeg {
             let kind = match spec_of(pt)?.codec {
                 WebRtcCodec::PCMU => CodecKind::Pcmu,
                 WebRtcCodec::PCMA => CodecKind::Pcma,
+                WebRtcCodec::Opus => CodecKind::Opus,
                 _ => return None,
             };
             Some((kind, *pt))
         })?;
+        let clock = Frequency::new(kind.clock_rate())?;
         let dtmf_payload_type = remote_pts.iter().find_map(|&pt| {
             let spec = spec_of(pt)?;
-            (spec.codec == WebRtcCodec::Tele && spec.clock_rate == Frequency::EIGHT_KHZ).then_some(*pt)
+            (spec.codec == WebRtcCodec::Tele && spec.clock_rate == clock).then_some(*pt)
         });
         Some(Codec { kind, payload_type, dtmf_payload_type })
     }
@@ -261,10 +296,10 @@ impl WebRtcLeg {
             }
         };
         self.last_timestamp = Some(extended);
-        MediaTime::new(extended, Frequency::EIGHT_KHZ)
+        MediaTime::new(extended, self.clock)
     }
 
-    /// Sends one audio frame (G.711 payload on `payload_type`) stamped `timestamp`.
+    /// Sends one audio frame (a payload of the leg's codec on `payload_type`) stamped `timestamp`.
     pub(super) fn write_audio(
         &mut self,
         payload_type: u8,
@@ -330,7 +365,9 @@ impl WebRtcLeg {
             *slot = Some(key);
         }
         self.next_event_slot = (self.next_event_slot + 1) % self.relayed_events.len();
-        let duration = Duration::from_micros(u64::from(event.duration) * 1_000_000 / u64::from(CLOCK_RATE));
+        // The source has our codec (or one of the same family), hence our clock.
+        let clock = self.clock.get().max(1);
+        let duration = Duration::from_micros(u64::from(event.duration) * 1_000_000 / u64::from(clock));
         self.write_event(event.event, event.volume, duration, timestamp, now)
     }
 

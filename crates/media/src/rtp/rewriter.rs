@@ -68,6 +68,12 @@ impl Rewriter {
         self.ssrc
     }
 
+    /// The codec changed to one with another RTP clock (8 kHz G.711 to 48 kHz Opus): wall-clock
+    /// steps from now on are counted in the new unit. Timestamps already sent stay as they were.
+    pub fn set_clock_rate(&mut self, clock_rate: u32) {
+        self.clock_rate = clock_rate.max(50);
+    }
+
     /// The source currently feeding the stream.
     pub fn current_source(&self) -> Option<u64> {
         self.current.map(|m| m.source)

@@ -37,6 +37,15 @@ pub struct ReceiveStats {
 }
 
 impl ReceiveStats {
+    /// The stream's codec changed to one with another RTP clock; jitter is measured in the new
+    /// unit from the next packet (the running estimate is kept, converted).
+    pub fn set_clock_rate(&mut self, clock_rate: u32) {
+        let clock_rate = clock_rate.max(1);
+        self.jitter = self.jitter * f64::from(clock_rate) / f64::from(self.clock_rate);
+        self.clock_rate = clock_rate;
+        self.transit = None;
+    }
+
     pub fn new(clock_rate: u32) -> Self {
         Self {
             clock_rate: clock_rate.max(1),

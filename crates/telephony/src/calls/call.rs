@@ -536,13 +536,15 @@ async fn accept(
     Some(call)
 }
 
-/// The G.711 codec a WebRTC leg settled on (it is chosen when the offer is answered).
+/// The codec a WebRTC leg settled on (it is chosen when the offer is answered): G.711 when the
+/// browser offered it, else Opus.
 async fn webrtc_codec(ctx: &super::CallCtx, leg: media::LegId) -> Codec {
     let name = ctx.media.stats(leg).await.ok().and_then(|s| s.codec);
-    match name.as_deref() {
-        Some("PCMA/8000") => Codec::new(CodecKind::Pcma),
-        _ => Codec::new(CodecKind::Pcmu),
-    }
+    let kind = [CodecKind::Pcma, CodecKind::Opus]
+        .into_iter()
+        .find(|k| name.as_deref() == Some(k.rtpmap_name().as_str()))
+        .unwrap_or(CodecKind::Pcmu);
+    Codec::new(kind)
 }
 
 impl Call {
@@ -844,7 +846,7 @@ impl Call {
                 rand::random::<u32>().into(),
                 1,
                 leg.local,
-                &[caller_codec.kind],
+                &rtp_offer_codecs(caller_codec.kind),
                 Some(DTMF_PAYLOAD_TYPE),
                 Direction::SendRecv,
             )
@@ -2636,11 +2638,18 @@ fn leg_name(leg: &AgentLeg) -> &'static str {
     if leg.trunk.is_some() { "callee" } else { "agent" }
 }
 
-/// Codecs offered to a carrier: the caller's first, so the call is a plain relay.
+/// Codecs offered to a carrier: the caller's first, so the call is a plain relay. A caller
+/// speaking Opus (a browser without G.711) is transcoded: carriers get G.711.
 fn outbound_codecs(first: CodecKind) -> Vec<CodecKind> {
-    let mut codecs = vec![first];
+    let mut codecs: Vec<CodecKind> = SUPPORTED_CODECS.iter().copied().filter(|k| *k == first).collect();
     codecs.extend(SUPPORTED_CODECS.iter().copied().filter(|k| *k != first));
     codecs
+}
+
+/// Codecs offered to an agent's RTP phone: the caller's alone when it is G.711 (a relay), else
+/// every G.711 codec (the media plane transcodes an Opus caller).
+fn rtp_offer_codecs(caller: CodecKind) -> Vec<CodecKind> {
+    if SUPPORTED_CODECS.contains(&caller) { vec![caller] } else { SUPPORTED_CODECS.to_vec() }
 }
 
 /// How long an external number may ring before the call gives up.
@@ -2724,10 +2733,7 @@ fn session_expires(request: &Request) -> Option<u32> {
 }
 
 fn codec_name(codec: Codec) -> String {
-    match codec.kind {
-        CodecKind::Pcmu => "PCMU/8000".into(),
-        CodecKind::Pcma => "PCMA/8000".into(),
-    }
+    codec.kind.rtpmap_name()
 }
 
 async fn tenant_domain(ctx: &super::CallCtx, tenant: TenantId) -> Option<String> {
