@@ -15,6 +15,16 @@
 //!   never reaches anyone), reads each event by id in its tenant's transaction (payloads can
 //!   exceed NOTIFY's 8000 bytes) and emits it to the tenant's room as the Socket.IO event `event`
 //!   with the webhook body: `{id, type, created_at, tenant_id, data}`.
+//! * **Change hints.** The same connection also `LISTEN`s on [`db::outbox::CHANGES_CHANNEL`]:
+//!   `db::outbox::notify_changed` announces, inside the transaction of the change, that something
+//!   the web app shows changed without an event of its own (an agent's SIP registration, a
+//!   trunk's keepalive status). Each is emitted to its tenant's room as the Socket.IO event
+//!   [`CHANGED`] with `{resource, id}` (`"agent.registration"` with the agent's user id,
+//!   `"trunk.status"` with the trunk id); the same hint repeated within one batch of
+//!   notifications is emitted once. A hint carries no data: clients re-read the resource over
+//!   REST. Nothing is stored, so nothing is replayed; instead, after the listening connection
+//!   comes back, every room gets one `{resource, id: null}` per resource kind ("any of them may
+//!   have changed").
 //! * **Gaps.** When the listening connection drops (PostgreSQL restarts), it reconnects with
 //!   backoff and then re-reads the events of the tenants with open sockets created since shortly
 //!   before the last event seen (at most [`CATCH_UP_WINDOW`] back), skipping ids already pushed:
@@ -43,6 +53,12 @@ use crate::{AppState, Inner, crypto};
 
 /// The Socket.IO event every outbox event is emitted as.
 pub const EVENT: &str = "event";
+/// The Socket.IO event a change hint ([`db::outbox::CHANGES_CHANNEL`]) is emitted as, with
+/// `{resource, id}`; `id` is null after the listener reconnected (any of them may have changed).
+pub const CHANGED: &str = "changed";
+/// Every resource kind a change hint names: after a reconnect each room hears all of them.
+const CHANGED_RESOURCES: [db::outbox::Changed; 2] =
+    [db::outbox::Changed::AgentRegistration, db::outbox::Changed::TrunkStatus];
 /// Emitted (with `{code, message}`) just before the server disconnects a socket whose
 /// credentials stopped being valid.
 pub const SESSION_ENDED: &str = "session_ended";
@@ -251,8 +267,14 @@ async fn forward(state: &AppState, mut stop: watch::Receiver<bool>) {
     // When the previous listening connection was lost: events after it need a catch-up.
     let mut lost_at: Option<DateTime<Utc>> = None;
     loop {
+        // One connection for both channels: events and change hints.
+        let listen = async {
+            let mut listener = db::outbox::listen(&state.db).await?;
+            listener.listen(db::outbox::CHANGES_CHANNEL).await?;
+            Ok::<_, db::DbError>(listener)
+        };
         let listener = tokio::select! {
-            l = db::outbox::listen(&state.db) => l,
+            l = listen => l,
             () = stopped(&mut stop) => return,
         };
         let mut listener = match listener {
@@ -270,7 +292,11 @@ async fn forward(state: &AppState, mut stop: watch::Receiver<bool>) {
         // From now on, notifications queue up on the connection: catching up cannot miss any.
         if let Some(lost) = lost_at.take() {
             match f.catch_up(lost).await {
-                Ok(n) => tracing::info!(replayed = n, "realtime: listening again after a lost connection"),
+                Ok(n) => {
+                    tracing::info!(replayed = n, "realtime: listening again after a lost connection");
+                    // Hints are not stored: whatever changed meanwhile is re-read by everyone.
+                    f.resync().await;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "realtime: catch-up failed; retrying");
                     lost_at = Some(lost);
@@ -299,7 +325,11 @@ async fn forward(state: &AppState, mut stop: watch::Receiver<bool>) {
                     None => break,
                 }
             }
-            if let Err(e) = f.push(batch.iter().map(|n| n.payload())).await {
+            // Hints need no database: emitted first, so a failed read below cannot lose them.
+            f.hint(batch.iter().filter(|n| n.channel() == db::outbox::CHANGES_CHANNEL).map(|n| n.payload()))
+                .await;
+            let events = batch.iter().filter(|n| n.channel() == db::outbox::REALTIME_CHANNEL);
+            if let Err(e) = f.push(events.map(|n| n.payload())).await {
                 // The database is unreachable: treat it as a lost connection, so the catch-up
                 // after reconnecting delivers these events.
                 tracing::warn!(error = %e, "realtime: could not read events; reconnecting");
@@ -310,7 +340,52 @@ async fn forward(state: &AppState, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// A change hint's payload, `<tenant>:<resource>:<id>`, parsed; None if malformed.
+fn parse_hint(payload: &str) -> Option<(TenantId, &str, Uuid)> {
+    let mut parts = payload.splitn(3, ':');
+    let tenant = parts.next()?.parse().ok().map(TenantId)?;
+    let resource = parts.next().filter(|r| !r.is_empty())?;
+    let id = parts.next()?.parse().ok()?;
+    Some((tenant, resource, id))
+}
+
 impl Forwarder<'_> {
+    /// Emits the change hints in `notifications` (`<tenant>:<resource>:<id>`) to their tenants'
+    /// rooms as [`CHANGED`], each distinct one once.
+    async fn hint<'n>(&mut self, notifications: impl Iterator<Item = &'n str>) {
+        let Some(ns) = self.state.realtime.io.of("/") else { return };
+        let mut seen = HashSet::new();
+        for payload in notifications {
+            let Some((tenant, resource, id)) = parse_hint(payload) else {
+                tracing::debug!(payload, "realtime: malformed change hint");
+                continue;
+            };
+            if !seen.insert((tenant, resource, id)) {
+                continue;
+            }
+            let body = serde_json::json!({"resource": resource, "id": id});
+            if let Err(e) = ns.clone().to(room(tenant)).emit(CHANGED, &body).await {
+                tracing::debug!(error = %e, "realtime: emit failed");
+            }
+        }
+    }
+
+    /// After a lost listening connection: tells every room that any resource may have changed.
+    async fn resync(&mut self) {
+        let Some(ns) = self.state.realtime.io.of("/") else { return };
+        for room in ns.clone().rooms().await.unwrap_or_default() {
+            if tenant_of_room(&room).is_none() {
+                continue;
+            }
+            for resource in CHANGED_RESOURCES {
+                let body = serde_json::json!({"resource": resource.as_str(), "id": null});
+                if let Err(e) = ns.clone().to(room.clone()).emit(CHANGED, &body).await {
+                    tracing::debug!(error = %e, "realtime: emit failed");
+                }
+            }
+        }
+    }
+
     /// Pushes the events named by `notifications` (`<tenant>:<event>`) to tenants with sockets.
     async fn push<'n>(&mut self, notifications: impl Iterator<Item = &'n str>) -> db::Result<()> {
         let Some(ns) = self.state.realtime.io.of("/") else { return Ok(()) };

@@ -378,7 +378,7 @@ async fn a_lost_listener_connection_catches_up() {
     let mut su = server.db.superuser_options().connect().await.unwrap();
     let killed: Vec<bool> = sqlx::query_scalar(
         "select pg_terminate_backend(pid) from pg_stat_activity
-         where datname = current_database() and query ilike 'listen%sivo_events%'",
+         where datname = current_database() and query ilike 'listen%sivo_%'",
     )
     .fetch_all(&mut su)
     .await
@@ -390,10 +390,84 @@ async fn a_lost_listener_connection_catches_up() {
     // events flow again.
     let got = agent.event().await;
     assert_eq!(got["id"], missed.id.as_uuid().to_string(), "{got}");
+    // Change hints are not stored: after the reconnect every kind is announced once with no id,
+    // so pages re-read whatever may have changed meanwhile.
+    let mut resync = Vec::new();
+    for _ in 0..2 {
+        let (name, data) = agent.event_within(WAIT).await.expect("a resync hint");
+        assert_eq!(name, "changed", "{data}");
+        assert!(data["id"].is_null(), "{data}");
+        resync.push(data["resource"].as_str().unwrap().to_owned());
+    }
+    resync.sort();
+    assert_eq!(resync, ["agent.registration", "trunk.status"]);
     let after = paused(acme, "after");
     server.enqueue(&after, true).await;
     assert_eq!(agent.event().await["id"], after.id.as_uuid().to_string());
     agent.no_event().await;
+
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn change_hints_reach_their_tenant_only_after_commit() {
+    use db::outbox::Changed;
+
+    let server = Server::start().await;
+    let acme = server.tenant("acme").await;
+    let globex = server.tenant("globex").await;
+    server.user(acme, "sup@acme.example", Role::Supervisor).await;
+    let token = server.login("sup@acme.example").await;
+    let globex_key = server.api_key(globex).await;
+    let mut sup = server.connect(Some(json!({"token": token}))).await.expect("supervisor admitted");
+    let mut other = server.connect(Some(json!({"token": globex_key}))).await.expect("API key admitted");
+
+    let notify = |tenant: TenantId, resource: Changed, id: Uuid, commit: bool| {
+        let db = server.db.db.clone();
+        async move {
+            let mut tx = db.tenant_tx(tenant).await.unwrap();
+            db::outbox::notify_changed(&mut tx, tenant, resource, id).await.unwrap();
+            if commit {
+                tx.commit().await.unwrap();
+            } else {
+                tx.rollback().await.unwrap();
+            }
+        }
+    };
+
+    // Rolled back: nobody hears it. Committed: the tenant's sockets get `changed` with the
+    // resource and id, nothing else.
+    let agent = Uuid::now_v7();
+    let trunk = Uuid::now_v7();
+    notify(acme, Changed::AgentRegistration, Uuid::now_v7(), false).await;
+    notify(acme, Changed::AgentRegistration, agent, true).await;
+    let (name, data) = sup.event_within(WAIT).await.expect("a change hint");
+    assert_eq!(name, "changed", "{data}");
+    assert_eq!(data, json!({"resource": "agent.registration", "id": agent.to_string()}));
+    notify(acme, Changed::TrunkStatus, trunk, true).await;
+    let (name, data) = sup.event_within(WAIT).await.expect("a change hint");
+    assert_eq!(name, "changed", "{data}");
+    assert_eq!(
+        data,
+        json!({"resource": "trunk.status", "id": trunk.to_string()}),
+        "the rolled-back hint was pushed"
+    );
+    sup.no_event().await;
+    other.no_event().await;
+
+    // The other tenant hears its own, and acme nothing of it.
+    let theirs = Uuid::now_v7();
+    notify(globex, Changed::TrunkStatus, theirs, true).await;
+    let (name, data) = other.event_within(WAIT).await.expect("a change hint");
+    assert_eq!(name, "changed", "{data}");
+    assert_eq!(data["id"], theirs.to_string());
+    other.no_event().await;
+    sup.no_event().await;
+
+    // Hints and events share the connection: an event still arrives as `event`.
+    let event = paused(acme, "after hints");
+    server.enqueue(&event, true).await;
+    assert_eq!(sup.event().await["id"], event.id.as_uuid().to_string());
 
     server.shutdown().await;
 }

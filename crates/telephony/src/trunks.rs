@@ -319,6 +319,9 @@ impl Trunks {
                 request_id: None,
             };
             db::audit::insert(&mut tx, &entry).await?;
+            // Open trunk pages re-read the status (delivered only if this commits).
+            db::outbox::notify_changed(&mut tx, trunk.tenant, db::outbox::Changed::TrunkStatus, trunk.id)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
