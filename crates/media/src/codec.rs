@@ -178,6 +178,24 @@ impl Decoder {
     }
 }
 
+impl Decoder {
+    /// Appends `samples` (8 kHz) standing in for a lost packet: Opus extrapolates from its
+    /// state (its packet-loss concealment); G.711 has no state, so silence is inserted.
+    pub fn conceal(&mut self, samples: usize, out: &mut Vec<i16>) {
+        let start = out.len();
+        match self {
+            Self::G711(_) => out.resize(start + samples.min(OPUS_MAX_SAMPLES), 0),
+            Self::Opus(decoder) => {
+                // libopus conceals in multiples of 2.5 ms (20 samples at 8 kHz).
+                let samples = (samples / 20 * 20).clamp(20, OPUS_MAX_SAMPLES);
+                out.resize(start + samples, 0);
+                let concealed = decoder.decode(&[], out.get_mut(start..).unwrap_or_default(), false);
+                out.truncate(start + concealed.unwrap_or(0));
+            }
+        }
+    }
+}
+
 /// Turns 8 kHz PCM into one leg's payloads. For Opus, frames must be 2.5, 5, 10, 20, 40 or
 /// 60 ms (20, 40, 80, 160, 320 or 480 samples); we always give it 20 ms.
 pub enum Encoder {
@@ -308,6 +326,26 @@ mod tests {
         let tail = &decoded[decoded.len() / 2..];
         assert!(power(tail, 440.0) > 20.0 * power(tail, 1000.0));
         assert!(crate::tone::rms(tail) > 3000.0);
+    }
+
+    #[test]
+    fn lost_packets_are_concealed() {
+        let mut encoder = Encoder::new(CodecKind::Opus).unwrap();
+        let mut decoder = Decoder::new(CodecKind::Opus).unwrap();
+        let mut out = Vec::new();
+        for frame in tone(500.0, 10).chunks(FRAME_SAMPLES) {
+            let mut payload = Vec::new();
+            encoder.encode(frame, &mut payload).unwrap();
+            decoder.decode(&payload, &mut out).unwrap();
+        }
+        let before = out.len();
+        decoder.conceal(FRAME_SAMPLES, &mut out);
+        assert_eq!(out.len() - before, FRAME_SAMPLES);
+        assert!(crate::tone::rms(&out[before..]) > 500.0, "Opus extrapolates the tone");
+        let mut g711 = Decoder::new(CodecKind::Pcmu).unwrap();
+        let mut silence = Vec::new();
+        g711.conceal(FRAME_SAMPLES, &mut silence);
+        assert_eq!(silence, vec![0; FRAME_SAMPLES]);
     }
 
     #[test]

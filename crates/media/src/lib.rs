@@ -10,7 +10,8 @@
 //!   [`sdp::answer`].
 //! - [`codec`]: [`CodecKind`], the negotiated [`Codec`], stateful [`Encoder`]/[`Decoder`]
 //!   (Opus via libopus, which also resamples between 8 and 48 kHz); [`g711`]: μ-law/A-law;
-//!   [`reframe`]: 20 ms frames and clock conversion for audio crossing codec families.
+//!   [`reframe`]: 20 ms frames and clock conversion for audio crossing codec families;
+//!   [`jitter`]: the reorder buffer and loss detection in front of every decoder.
 //! - [`rtp`]: packets, RTCP, [`rtp::ReceiveStats`] (RFC 3550 loss/jitter), [`rtp::Rewriter`]
 //!   (one continuous outgoing stream across source switches).
 //! - [`latch`]: the symmetric-RTP latching rule.
@@ -31,6 +32,7 @@
 pub mod codec;
 pub mod dtmf;
 pub mod g711;
+pub mod jitter;
 pub mod latch;
 pub mod reframe;
 pub mod rtp;

@@ -24,6 +24,7 @@ use tokio::task::{JoinHandle, LocalSet};
 use super::{Command, Leg, LegId, LegStats, MediaError, MediaEvent, RecordingInfo};
 use crate::codec::{CLOCK_RATE, Codec, CodecKind, Decoder, Encoder, FRAME_SAMPLES};
 use crate::dtmf::{self, DtmfReceiver, EventPacket};
+use crate::jitter::{JitterBuffer, Release};
 use crate::latch::Latch;
 use crate::reframe::Reframer;
 use crate::rtp::{self, ReceiveStats, Rewriter, Rewritten, RtpPacket, SenderInfo};
@@ -43,6 +44,8 @@ const RTCP_FIRST: Duration = Duration::from_millis(2500);
 const READ_BATCH: usize = 32;
 /// Ticks of silence between two queued key presses.
 const DTMF_GAP_TICKS: u8 = 3;
+/// Decoded pieces one packet can release at most, in the usual case (more just reallocate).
+const REORDER_SEGMENTS: usize = 4;
 /// Recording buffers hold at most this much per side; older audio is dropped.
 const RECORD_MAX_BUFFER: usize = FRAME_SAMPLES * 10;
 
@@ -308,6 +311,15 @@ enum Transport {
     WebRtc(Box<WebRtcLeg>),
 }
 
+/// The PCM decoded from one released packet (or concealed for a lost one): its place in the
+/// shard's PCM scratch buffer and the packet's RTP timestamp.
+struct Segment {
+    timestamp: u32,
+    marker: bool,
+    start: usize,
+    end: usize,
+}
+
 /// One received media packet, whatever the transport.
 struct MediaIn<'a> {
     ssrc: u32,
@@ -328,6 +340,8 @@ struct LegState {
     decoder: Option<Decoder>,
     /// For the codec: encodes playback, conference mixes and transcoded audio we send.
     encoder: Option<Encoder>,
+    /// Puts received packets in order before `decoder` (only while something decodes).
+    jitter: JitterBuffer,
     /// Audio from a bridged peer of another codec family, gathered into frames for `encoder`.
     reframer: Reframer,
     latch: Latch,
@@ -367,6 +381,7 @@ impl LegState {
             codec: None,
             decoder: None,
             encoder: None,
+            jitter: JitterBuffer::new(),
             reframer: Reframer::new(),
             latch: Latch::new(),
             rtcp_latch: Latch::new(),
@@ -456,19 +471,19 @@ impl LegState {
 
     /// Sends audio of a bridged peer whose codec family differs (G.711 ↔ Opus): its decoded
     /// PCM is re-framed into 20 ms frames in our clock and encoded in our codec.
-    #[expect(clippy::too_many_arguments, reason = "the shard's scratch buffers, passed to avoid allocation")]
+    /// `source` is the rewriter key and RTP clock rate of the audio's sender.
     fn relay_transcoded(
         &mut self,
-        source: u64,
-        source_rate: u32,
-        media: &MediaIn<'_>,
+        (source, source_rate): (u64, u32),
+        segment: &Segment,
         pcm: &[i16],
         now: Instant,
         payload: &mut Vec<u8>,
         packet: &mut Vec<u8>,
     ) {
         let Some(codec) = self.codec else { return };
-        self.reframer.push(source, source_rate, media.timestamp, media.marker, pcm, codec.kind.clock_rate());
+        let target_rate = codec.kind.clock_rate();
+        self.reframer.push(source, source_rate, segment.timestamp, segment.marker, pcm, target_rate);
         while let Some(frame) = self.reframer.pop() {
             let Some(encoder) = &mut self.encoder else { return };
             payload.clear();
@@ -796,6 +811,7 @@ struct Shard {
     packet: Vec<u8>,
     payload: Vec<u8>,
     pcm: Vec<i16>,
+    segments: Vec<Segment>,
     #[cfg(feature = "webrtc")]
     inbound: Vec<Inbound>,
 }
@@ -813,6 +829,7 @@ impl Shard {
             packet: Vec::with_capacity(1500),
             payload: Vec::with_capacity(FRAME_SAMPLES),
             pcm: Vec::with_capacity(FRAME_SAMPLES),
+            segments: Vec::with_capacity(REORDER_SEGMENTS),
             #[cfg(feature = "webrtc")]
             inbound: Vec::new(),
         }
@@ -904,7 +921,17 @@ impl Shard {
 
     /// The common receive path: stats, DTMF, recording tap, relay into the bridged peer.
     fn on_media(&mut self, index: u64, media: &MediaIn<'_>, now: Instant) {
-        let Self { legs, recordings, conferences, packet: out, payload: scratch, pcm, settings, .. } = self;
+        let Self {
+            legs,
+            recordings,
+            conferences,
+            packet: out,
+            payload: scratch,
+            pcm,
+            segments,
+            settings,
+            ..
+        } = self;
         // The bridged peer's codec decides whether payloads relay as they are or are transcoded.
         let peer_kind = legs
             .get(&index)
@@ -921,14 +948,43 @@ impl Shard {
             PayloadKind::Audio(codec) => {
                 leg.stats.record(media.ssrc, media.sequence, media.timestamp, now);
                 pcm.clear();
+                segments.clear();
                 let transcode =
                     leg.conference.is_none() && peer_kind.is_some_and(|peer| !codec.relays_to(peer));
-                // Decoded once, for everything that needs PCM (Opus decoder state advances).
-                if (leg.recording.is_some() || leg.conference.is_some() || transcode)
-                    && let Some(decoder) = &mut leg.decoder
-                    && let Err(error) = decoder.decode(media.payload, pcm)
-                {
-                    tracing::trace!(%error, leg = %leg.id, "payload not decodable");
+                // Decoded once, for everything that needs PCM (Opus decoder state advances), in
+                // sequence order, lost packets concealed.
+                if leg.recording.is_some() || leg.conference.is_some() || transcode {
+                    let (decoder, id) = (&mut leg.decoder, leg.id);
+                    let clock = u64::from(codec.clock_rate());
+                    leg.jitter.push(
+                        media.ssrc,
+                        media.sequence,
+                        media.timestamp,
+                        media.marker,
+                        media.payload,
+                        |release| {
+                            let Some(decoder) = decoder.as_mut() else { return };
+                            let start = pcm.len();
+                            let (timestamp, marker) = match release {
+                                Release::Packet { timestamp, marker, payload, .. } => {
+                                    if let Err(error) = decoder.decode(payload, pcm) {
+                                        tracing::trace!(%error, leg = %id, "payload not decodable");
+                                    }
+                                    (timestamp, marker)
+                                }
+                                Release::Lost { timestamp, duration, .. } => {
+                                    let samples = u64::from(duration) * u64::from(CLOCK_RATE) / clock;
+                                    decoder.conceal(samples as usize, pcm);
+                                    (timestamp, false)
+                                }
+                            };
+                            if pcm.len() > start {
+                                segments.push(Segment { timestamp, marker, start, end: pcm.len() });
+                            }
+                        },
+                    );
+                } else {
+                    leg.jitter.reset();
                 }
                 if let Some((recording, channel)) = leg.recording
                     && let Some(recording) = recordings.get_mut(&recording)
@@ -971,7 +1027,11 @@ impl Shard {
         let key = peer.epoch << 32 | u64::from(media.ssrc);
         match kind {
             PayloadKind::Audio(from_kind) if !from_kind.relays_to(peer_codec.kind) => {
-                peer.relay_transcoded(key, from_kind.clock_rate(), media, pcm, now, scratch, out);
+                for segment in segments.iter() {
+                    let Some(samples) = pcm.get(segment.start..segment.end) else { continue };
+                    let source = (key, from_kind.clock_rate());
+                    peer.relay_transcoded(source, segment, samples, now, scratch, out);
+                }
                 return;
             }
             // Another codec family has another RTP clock: the key press is sent again as the
