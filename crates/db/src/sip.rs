@@ -69,18 +69,30 @@ pub async fn ensure_account(
     Err(crate::DbError::Conflict("sip_accounts_tenant_id_extension_key".into()))
 }
 
+/// `LISTEN` channel announcing that an agent's SIP password changed, as `<tenant id>:<user id>`
+/// (sent by [`set_password`] in the caller's transaction, so only once it commits): registrars
+/// drop the credentials they cached for that agent.
+pub const ACCOUNTS_CHANNEL: &str = "sivo_sip_accounts";
+
+/// Sets a new (encrypted) SIP password and announces it on [`ACCOUNTS_CHANNEL`].
 pub async fn set_password(
     conn: &mut PgConnection,
     user: UserId,
     password_enc: &str,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    sqlx::query("update sip_accounts set password_enc = $2, updated_at = $3 where user_id = $1")
-        .bind(user.as_uuid())
-        .bind(password_enc)
-        .bind(now)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "with changed as (
+             update sip_accounts set password_enc = $2, updated_at = $3 where user_id = $1
+             returning tenant_id, user_id)
+         select pg_notify($4, tenant_id::text || ':' || user_id::text) from changed",
+    )
+    .bind(user.as_uuid())
+    .bind(password_enc)
+    .bind(now)
+    .bind(ACCOUNTS_CHANNEL)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -188,23 +200,6 @@ pub struct BindingRow {
     pub user_agent: Option<String>,
 }
 
-/// Deletes the user's expired bindings and returns the live ones, in one round trip.
-pub async fn live_bindings_purging_expired(
-    conn: &mut PgConnection,
-    user: UserId,
-    now: DateTime<Utc>,
-) -> Result<Vec<BindingRow>> {
-    Ok(sqlx::query_as(
-        "with purged as (delete from sip_registrations where user_id = $1 and expires_at <= $2)
-         select id, contact, expires_at, call_id, cseq, q, transport, source, node_id, connection_id, user_agent
-           from sip_registrations where user_id = $1 and expires_at > $2 order by updated_at desc",
-    )
-    .bind(user.as_uuid())
-    .bind(now)
-    .fetch_all(conn)
-    .await?)
-}
-
 /// Live bindings of a user, most recent first.
 pub async fn bindings(conn: &mut PgConnection, user: UserId, now: DateTime<Utc>) -> Result<Vec<BindingRow>> {
     Ok(sqlx::query_as(
@@ -267,53 +262,200 @@ pub async fn upsert_binding(conn: &mut PgConnection, b: &NewBinding<'_>) -> Resu
     Ok(done.rows_affected() > 0)
 }
 
-/// Removes one binding (a contact with expires 0).
-pub async fn remove_binding(conn: &mut PgConnection, user: UserId, contact: &str) -> Result<()> {
-    sqlx::query("delete from sip_registrations where user_id = $1 and contact = $2")
-        .bind(user.as_uuid())
-        .bind(contact)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Removes every binding of a user (`Contact: *`), and expired ones when `expired_only`.
-pub async fn remove_bindings(
-    conn: &mut PgConnection,
-    user: UserId,
-    expired_before: Option<DateTime<Utc>>,
-) -> Result<u64> {
-    let done = sqlx::query(
-        "delete from sip_registrations where user_id = $1 and ($2::timestamptz is null or expires_at <= $2)",
-    )
-    .bind(user.as_uuid())
-    .bind(expired_before)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
-}
-
 /// Removes the bindings carried by a connection that closed (or, with `None`, every
-/// connection-bound binding of a node that restarted).
+/// connection-bound binding of a node that restarted); returns the users who lost one.
 pub async fn remove_connection_bindings(
     conn: &mut PgConnection,
     node_id: &str,
     connection_id: Option<i64>,
-) -> Result<u64> {
-    let done = sqlx::query(
-        "delete from sip_registrations where node_id = $1 and connection_id is not null
-            and ($2::bigint is null or connection_id = $2)",
+) -> Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "with removed as (
+             delete from sip_registrations where node_id = $1 and connection_id is not null
+                and ($2::bigint is null or connection_id = $2)
+             returning user_id)
+         select distinct user_id from removed",
     )
     .bind(node_id)
     .bind(connection_id)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
+    .fetch_all(conn)
+    .await?)
 }
 
-/// Deletes expired bindings of the tenant; returns how many.
-pub async fn purge_expired(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<u64> {
-    let done =
-        sqlx::query("delete from sip_registrations where expires_at <= $1").bind(now).execute(conn).await?;
-    Ok(done.rows_affected())
+/// Deletes the tenant's expired bindings; returns the users who lost one.
+pub async fn purge_expired(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "with purged as (delete from sip_registrations where expires_at <= $1 returning user_id)
+         select distinct user_id from purged",
+    )
+    .bind(now)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// One contact of a REGISTER, as the registrar decided it.
+#[derive(Clone, Debug)]
+pub struct WantedBinding {
+    pub contact: String,
+    /// `None` removes the binding (expires 0).
+    pub expires_at: Option<DateTime<Utc>>,
+    pub q: Option<f32>,
+}
+
+/// What a REGISTER does to a user's bindings: the contacts (each at most once), whether it was
+/// `Contact: *`, and how the request reached us.
+pub struct Registration<'a> {
+    pub tenant: TenantId,
+    pub user: UserId,
+    pub wildcard: bool,
+    pub contacts: &'a [WantedBinding],
+    pub call_id: &'a str,
+    pub cseq: i64,
+    pub transport: &'a str,
+    pub source: &'a str,
+    pub node_id: &'a str,
+    pub connection_id: Option<i64>,
+    pub user_agent: Option<&'a str>,
+    pub max_bindings: usize,
+    pub now: DateTime<Utc>,
+}
+
+/// The result of [`register`].
+#[derive(Clone, Debug)]
+pub struct Registered {
+    /// False when the request would have left more than `max_bindings` live bindings: then
+    /// nothing was written and `bindings` means nothing.
+    pub allowed: bool,
+    /// Whether the set of bindings changed as others see it: a binding added (or revived after
+    /// its expiry), removed or purged, or moved to another transport, node, connection or user
+    /// agent. A plain refresh is no change.
+    pub changed: bool,
+    /// The live bindings after the request.
+    pub bindings: Vec<BindingRow>,
+}
+
+#[derive(sqlx::FromRow)]
+struct RegisteredRow {
+    allowed: bool,
+    changed: bool,
+    id: Option<Uuid>,
+    contact: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
+    call_id: Option<String>,
+    cseq: Option<i64>,
+    q: Option<f32>,
+    transport: Option<String>,
+    source: Option<String>,
+    node_id: Option<String>,
+    connection_id: Option<i64>,
+    user_agent: Option<String>,
+}
+
+/// Applies a REGISTER to the user's bindings in one statement (one round trip): purges the
+/// expired ones, removes (expires 0, or every binding for `Contact: *`), adds and refreshes,
+/// refuses past `max_bindings`, and returns the live bindings afterwards. A refresh with the same
+/// Call-ID and a CSeq not above the stored one is out of order and changes nothing (RFC 3261
+/// §10.3 step 7). Contacts must be unique within `r.contacts` (PostgreSQL cannot update a row
+/// twice in one statement).
+pub async fn register(conn: &mut PgConnection, r: &Registration<'_>) -> Result<Registered> {
+    let ids: Vec<Uuid> = r.contacts.iter().map(|_| Uuid::now_v7()).collect();
+    let contacts: Vec<&str> = r.contacts.iter().map(|c| c.contact.as_str()).collect();
+    let expires: Vec<Option<DateTime<Utc>>> = r.contacts.iter().map(|c| c.expires_at).collect();
+    let qs: Vec<Option<f32>> = r.contacts.iter().map(|c| c.q).collect();
+    // Data-modifying CTEs all see the snapshot taken before the statement (`cur`), never each
+    // other's effects; so the purge leaves alone the contacts this request refreshes (deleting
+    // and upserting one row in one statement is an error), and the result is assembled from
+    // `cur` and what the upsert returned.
+    let rows: Vec<RegisteredRow> = sqlx::query_as(
+        "with req as (
+             select * from unnest($3::uuid[], $4::text[], $5::timestamptz[], $6::real[]) as r(id, contact, expires_at, q)),
+         cur as (
+             select id, contact, expires_at, call_id, cseq, q, transport, source, node_id, connection_id, user_agent
+               from sip_registrations where user_id = $1),
+         verdict as (
+             select (select count(*) from cur c where c.expires_at > $14 and not $7
+                        and c.contact not in (select contact from req where expires_at is null))
+                  + (select count(*) from req where expires_at is not null
+                        and contact not in (select contact from cur where expires_at > $14)) <= $15 as ok),
+         removed as (
+             delete from sip_registrations s
+              where (select ok from verdict) and s.user_id = $1
+                and ($7 or s.expires_at <= $14 or s.contact in (select contact from req where expires_at is null))
+                and s.contact not in (select contact from req where expires_at is not null)
+             returning s.contact),
+         upserted as (
+             insert into sip_registrations (id, tenant_id, user_id, contact, expires_at, call_id, cseq, q, transport,
+                                            source, node_id, connection_id, user_agent, created_at, updated_at)
+             select req.id, $2, $1, req.contact, req.expires_at, $8, $9, req.q, $10, $11, $12, $13, $16, $14, $14
+               from req where req.expires_at is not null and (select ok from verdict)
+             on conflict (tenant_id, user_id, contact) do update set
+                 expires_at = excluded.expires_at, call_id = excluded.call_id, cseq = excluded.cseq, q = excluded.q,
+                 transport = excluded.transport, source = excluded.source, node_id = excluded.node_id,
+                 connection_id = excluded.connection_id, user_agent = excluded.user_agent,
+                 updated_at = excluded.updated_at
+             where not (sip_registrations.call_id = excluded.call_id and sip_registrations.cseq >= excluded.cseq
+                        and sip_registrations.expires_at > excluded.updated_at)
+             returning id, contact, expires_at, call_id, cseq, q, transport, source, node_id, connection_id, user_agent),
+         result as (
+             select * from upserted
+             union all
+             select c.* from cur c
+              where c.expires_at > $14 and not $7 and c.contact not in (select contact from upserted)
+                and c.contact not in (select contact from req where expires_at is null))
+         select (select ok from verdict) as allowed,
+                (exists (select 1 from removed)
+                 or exists (select 1 from upserted u left join cur c on c.contact = u.contact
+                             where c.contact is null or c.expires_at <= $14 or c.transport <> u.transport
+                                or c.node_id <> u.node_id or c.connection_id is distinct from u.connection_id
+                                or c.user_agent is distinct from u.user_agent)) as changed,
+                result.*
+           from (select 1) one left join result on true",
+    )
+    .bind(r.user.as_uuid())
+    .bind(r.tenant.as_uuid())
+    .bind(&ids)
+    .bind(&contacts)
+    .bind(&expires)
+    .bind(&qs)
+    .bind(r.wildcard)
+    .bind(r.call_id)
+    .bind(r.cseq)
+    .bind(r.transport)
+    .bind(r.source)
+    .bind(r.node_id)
+    .bind(r.connection_id)
+    .bind(r.now)
+    .bind(i64::try_from(r.max_bindings).unwrap_or(i64::MAX))
+    .bind(r.user_agent)
+    .fetch_all(conn)
+    .await?;
+    let allowed = rows.first().is_some_and(|r| r.allowed);
+    let changed = rows.first().is_some_and(|r| r.changed);
+    let bindings = rows
+        .into_iter()
+        .filter_map(|row| {
+            Some(BindingRow {
+                id: row.id?,
+                contact: row.contact?,
+                expires_at: row.expires_at?,
+                call_id: row.call_id?,
+                cseq: row.cseq?,
+                q: row.q,
+                transport: row.transport?,
+                source: row.source?,
+                node_id: row.node_id?,
+                connection_id: row.connection_id,
+                user_agent: row.user_agent,
+            })
+        })
+        .collect();
+    Ok(Registered { allowed, changed, bindings })
+}
+
+/// A connection that hears what registrars must know: changed bindings
+/// ([`crate::outbox::CHANGES_CHANNEL`]) and changed SIP passwords ([`ACCOUNTS_CHANNEL`]).
+pub async fn listen(db: &crate::Db) -> Result<sqlx::postgres::PgListener> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(db.pool()).await?;
+    listener.listen_all([crate::outbox::CHANGES_CHANNEL, ACCOUNTS_CHANNEL]).await?;
+    Ok(listener)
 }

@@ -217,11 +217,7 @@ impl Telephony {
             tokio::spawn(transport::accept_tcp(tcp, stream_ctx.clone())),
             tokio::spawn(gate.clone().watch_changes(stop_rx.clone())),
             tokio::spawn(gate.keepalive(stop_rx.clone())),
-            tokio::spawn(async move {
-                if let Err(e) = registrar.forget_previous_connections().await {
-                    tracing::warn!(error = %e, "could not clear this node's stale SIP bindings");
-                }
-            }),
+            tokio::spawn(registrar.maintain(stop_rx.clone())),
             tokio::spawn(async move {
                 match calls::close_orphans(&orphan_db, started).await {
                     Ok(0) => {}

@@ -8,18 +8,42 @@
 //! digest is checked against a dummy HA1 when there is no account, and every failure is
 //! answered with the same fresh 401 challenge. Failures count against the source address and
 //! the account name (see `guard`); bans are answered with 403 and audit-logged.
+//!
+//! Bindings live in PostgreSQL (`sip_registrations`, with the node that holds each one), where
+//! the API and the call engine read them. A REGISTER that changes them is one statement
+//! (`db::sip::register`) in a transaction that commits asynchronously (soft state), and
+//! announces the change on `db::outbox::CHANGES_CHANNEL` in that transaction.
+//!
+//! Refreshes are mostly absorbed in memory. This node remembers each agent's bindings as its last
+//! write left them; a REGISTER that only refreshes bindings this node holds, unchanged (same
+//! contact, transport, source, connection, q and user agent), while the expiry already stored
+//! is within a small bucket below the one asked for, is answered with that stored expiry and
+//! writes nothing. So the database is never behind: the expiry a phone is granted is exactly
+//! the row's `expires_at`, a crash loses nothing, and an agent whose phone stops refreshing
+//! turns unregistered at that time. What is not written is the latest Call-ID and CSeq (the
+//! row keeps those of its last write); this node checks the order of requests against the
+//! ones it remembers. Remembered bindings are trusted only while this node listens on
+//! `CHANGES_CHANNEL` (every change by any node is announced there and drops the memory of that
+//! agent) and for at most `BINDINGS_CACHE_TTL`.
+//!
+//! A sweep deletes expired bindings of the tenants this node registers for every
+//! `RegistrarConfig::sweep_interval` and announces those changes, so an expiry nobody else
+//! notices still reaches the web app.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use db::Db;
 use domain::{TenantId, UserId};
 use sip::auth::{self, AuthConfig, AuthFailure, Authenticator, Credentials, NonceSecret, Verification};
 use sip::transaction::{ConnectionId, Peer};
 use sip::{Contacts, HeaderName, Request, Response, StatusCode};
+use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::guard::{Guard, GuardConfig};
 
@@ -41,6 +65,9 @@ pub struct RegistrarConfig {
     /// Add SHA-256 (RFC 8760) when every client supports it; clients that read all challenges
     /// then pick it.
     pub algorithms: Vec<auth::Algorithm>,
+    /// How often expired bindings are deleted (and the change announced) in the tenants this
+    /// node registers for.
+    pub sweep_interval: Duration,
 }
 
 impl Default for RegistrarConfig {
@@ -52,6 +79,7 @@ impl Default for RegistrarConfig {
             max_bindings: 10,
             guard: GuardConfig::default(),
             algorithms: vec![auth::Algorithm::Md5],
+            sweep_interval: Duration::from_secs(15),
         }
     }
 }
@@ -68,6 +96,45 @@ const MAX_CACHED_ACCOUNTS: usize = 100_000;
 /// An account lookup (or its absence) and when it was made.
 type CachedAccount = (Option<db::sip::AuthAccount>, Instant);
 
+/// How long remembered bindings answer refreshes without a database write, at most. Every change
+/// is announced and drops them sooner; this bounds what a lost announcement can cost.
+const BINDINGS_CACHE_TTL: Duration = Duration::from_secs(30);
+/// A refresh is answered from memory when the stored expiry is at most this far below the one
+/// asked for (a tenth of it, at most a minute): the phone is granted the stored one, which is
+/// a little shorter, and refreshes a little earlier.
+const EXPIRY_BUCKET_MAX: i64 = 60;
+const MAX_CACHED_AGENTS: usize = 100_000;
+
+/// An agent's bindings as this node last wrote (or read) them, except `call_id` and `cseq`,
+/// which are the latest this node accepted.
+struct CachedBindings {
+    bindings: Vec<db::sip::BindingRow>,
+    stored: Instant,
+}
+
+/// The memory of one agent's bindings. Writes in flight and announcements bump `epoch`; a write
+/// stores its result only if the epoch is still the one it started with, so an older result
+/// never replaces a newer one.
+#[derive(Default)]
+struct BindingsSlot {
+    epoch: u64,
+    writes: u32,
+    cached: Option<CachedBindings>,
+}
+
+/// A REGISTER's contacts as the registrar reads them.
+struct Wanted {
+    wildcard: bool,
+    /// Contact, granted expiry in seconds (0 removes), q; each contact once (the last wins).
+    contacts: Vec<(String, u32, Option<f32>)>,
+    call_id: String,
+    cseq: i64,
+    transport: String,
+    source: String,
+    connection_id: Option<i64>,
+    user_agent: Option<String>,
+}
+
 pub(crate) struct Registrar {
     db: Db,
     vault: vault::Vault,
@@ -81,6 +148,12 @@ pub(crate) struct Registrar {
     guard: Guard,
     /// Tenants with bindings on each stream connection, to drop them when it closes.
     connections: Mutex<HashMap<ConnectionId, HashSet<TenantId>>>,
+    /// Agents' bindings as this node last wrote them (see the module documentation).
+    bindings_cache: Mutex<HashMap<(TenantId, UserId), BindingsSlot>>,
+    /// Whether announcements of changes are being heard: remembered bindings are used only then.
+    listening: AtomicBool,
+    /// Tenants this node has written bindings for: the sweep looks at these.
+    swept: Mutex<HashSet<TenantId>>,
 }
 
 /// An agent whose Digest credentials checked out.
@@ -126,6 +199,9 @@ impl Registrar {
             tenants: Mutex::new(HashMap::new()),
             accounts: Mutex::new(HashMap::new()),
             connections: Mutex::new(HashMap::new()),
+            bindings_cache: Mutex::new(HashMap::new()),
+            listening: AtomicBool::new(false),
+            swept: Mutex::new(HashSet::new()),
         }
     }
 
@@ -177,17 +253,21 @@ impl Registrar {
     }
 
     /// The active agent account with this extension, cached for a few seconds (including
-    /// "no such account", which keeps scanners off the database).
+    /// "no such account", which keeps scanners off the database), or read afresh with
+    /// `reread`. A new password also drops the cached account at once (`ACCOUNTS_CHANNEL`).
+    /// Returns the account and whether it was read from the database just now.
     async fn account(
         &self,
         tenant: TenantId,
         extension: &str,
-    ) -> Result<Option<db::sip::AuthAccount>, db::DbError> {
+        reread: bool,
+    ) -> Result<(Option<db::sip::AuthAccount>, bool), db::DbError> {
         let key = (tenant, extension.to_owned());
-        if let Some((account, at)) = lock(&self.accounts).get(&key)
+        if !reread
+            && let Some((account, at)) = lock(&self.accounts).get(&key)
             && at.elapsed() < ACCOUNT_CACHE_TTL
         {
-            return Ok(account.clone());
+            return Ok((account.clone(), false));
         }
         let mut tx = self.db.tenant_tx(tenant).await?;
         let account = db::sip::find_by_extension(&mut tx, extension).await?;
@@ -200,7 +280,7 @@ impl Registrar {
             }
         }
         cache.insert(key, (account.clone(), Instant::now()));
-        Ok(account)
+        Ok((account, true))
     }
 
     /// Answers a REGISTER that passed the prechecks.
@@ -224,11 +304,7 @@ impl Registrar {
             return Ok(Response::for_request(request, StatusCode::BAD_REQUEST));
         };
         match self.authenticate(request, peer, aor, false).await? {
-            Authenticated::Agent(agent) => {
-                // Bindings are soft state that phones refresh: commit without waiting for the WAL.
-                let tx = self.db.tenant_tx_async_commit(agent.tenant).await?;
-                self.bindings(tx, request, peer, agent.tenant, agent.user).await
-            }
+            Authenticated::Agent(agent) => self.bindings(request, peer, agent.tenant, agent.user).await,
             Authenticated::Refused(response) => Ok(response),
         }
     }
@@ -287,23 +363,25 @@ impl Registrar {
             return Ok(Authenticated::Refused(Response::for_request(request, StatusCode::FORBIDDEN)));
         }
         let tenant = self.tenant_for(&realm).await?;
-        let account = match tenant {
-            Some(t) if credentials.username == extension => self.account(t, &extension).await?,
-            _ => None,
+        let (mut account, fetched) = match tenant {
+            Some(t) if credentials.username == extension => self.account(t, &extension, false).await?,
+            _ => (None, true),
         };
-        let ha1 = account
-            .as_ref()
-            .and_then(|a| {
-                let context = format!("sip-password:{}", a.user_id);
-                let password = self.vault.decrypt(&a.password_enc, &context).ok()?;
-                let password = String::from_utf8(password).ok()?;
-                Some(auth::ha1(credentials.algorithm, &credentials.username, &realm, &password))
-            })
-            // No account: a digest that matches nothing, computed the same way.
-            .unwrap_or_else(|| {
-                auth::ha1(credentials.algorithm, &credentials.username, &realm, "\u{0}no-account")
-            });
-        let verdict = self.with_realm(&realm, |a| a.verify(SystemTime::now(), request, &credentials, &ha1));
+        let mut verdict = self.verify(request, &credentials, &realm, account.as_ref());
+        // A cached account may predate a password change announced a moment ago (or on a node
+        // whose announcement was lost): read it again before calling the digest wrong, so a
+        // phone given a new password gets in at once. A wrong response does not consume the
+        // nonce count, so the same credentials can be checked twice.
+        if verdict == Verification::Failed(AuthFailure::WrongResponse)
+            && !fetched
+            && let Some(t) = tenant
+        {
+            let (again, _) = self.account(t, &extension, true).await?;
+            if again.as_ref().map(|a| &a.password_enc) != account.as_ref().map(|a| &a.password_enc) {
+                account = again;
+                verdict = self.verify(request, &credentials, &realm, account.as_ref());
+            }
+        }
         if let (Verification::Authorized, Some(account), Some(tenant)) = (verdict, &account, tenant) {
             return Ok(Authenticated::Agent(AgentAuth { tenant, user: UserId(account.user_id), extension }));
         }
@@ -324,10 +402,32 @@ impl Registrar {
         Ok(Authenticated::Refused(refusal))
     }
 
+    /// Checks the digest against the account's password, or against a dummy one when there is
+    /// no account (the same work, so unknown users cannot be told apart by timing).
+    fn verify(
+        &self,
+        request: &Request,
+        credentials: &Credentials,
+        realm: &str,
+        account: Option<&db::sip::AuthAccount>,
+    ) -> Verification {
+        let ha1 = account
+            .and_then(|a| {
+                let context = format!("sip-password:{}", a.user_id);
+                let password = self.vault.decrypt(&a.password_enc, &context).ok()?;
+                let password = String::from_utf8(password).ok()?;
+                Some(auth::ha1(credentials.algorithm, &credentials.username, realm, &password))
+            })
+            // No account: a digest that matches nothing, computed the same way.
+            .unwrap_or_else(|| {
+                auth::ha1(credentials.algorithm, &credentials.username, realm, "\u{0}no-account")
+            });
+        self.with_realm(realm, |a| a.verify(SystemTime::now(), request, credentials, &ha1))
+    }
+
     /// Applies the REGISTER's bindings (authenticated for `user`) and lists the result.
     async fn bindings(
         &self,
-        mut tx: db::Tx,
         request: &Request,
         peer: &Peer,
         tenant: TenantId,
@@ -337,10 +437,17 @@ impl Registrar {
             return Ok(Response::for_request(request, StatusCode::BAD_REQUEST));
         };
         let header_expires = request.headers.expires().ok().flatten();
-        let call_id = request.headers.call_id().unwrap_or_default().to_owned();
-        let cseq = request.headers.cseq().map(|c| i64::from(c.seq)).unwrap_or(0);
+        let mut wanted = Wanted {
+            wildcard: matches!(contacts, Contacts::Wildcard),
+            contacts: Vec::new(),
+            call_id: request.headers.call_id().unwrap_or_default().to_owned(),
+            cseq: request.headers.cseq().map(|c| i64::from(c.seq)).unwrap_or(0),
+            transport: peer.transport.as_str().to_ascii_lowercase(),
+            source: peer.addr.to_string(),
+            connection_id: peer.connection.map(|c| c.0 as i64),
+            user_agent: request.headers.get(&HeaderName::UserAgent).map(|ua| ua.chars().take(200).collect()),
+        };
         // Requested expiry per contact, checked before anything is written (§10.3 step 6).
-        let mut wanted = Vec::new();
         for contact in contacts.addresses() {
             let expires = contact.expires().or(header_expires).unwrap_or(self.config.default_expires);
             if expires > 0 && expires < self.config.min_expires {
@@ -348,70 +455,295 @@ impl Registrar {
                 r.headers.push(HeaderName::MinExpires, self.config.min_expires.to_string());
                 return Ok(r);
             }
-            wanted.push((contact.uri.to_string(), expires.min(self.config.max_expires), contact.q()));
+            // A contact listed twice counts once, the last one winning (as applied in order).
+            let uri = contact.uri.to_string();
+            wanted.contacts.retain(|(c, ..)| *c != uri);
+            wanted.contacts.push((uri, expires.min(self.config.max_expires), contact.q()));
         }
-        let now: DateTime<Utc> = Utc::now();
-        let user_agent: Option<String> =
-            request.headers.get(&HeaderName::UserAgent).map(|ua| ua.chars().take(200).collect());
-        let source = peer.addr.to_string();
-        let transport = peer.transport.as_str().to_ascii_lowercase();
-        let connection_id = peer.connection.map(|c| c.0 as i64);
-        if let Contacts::Wildcard = contacts {
-            db::sip::remove_bindings(&mut tx, user, None).await?;
+        // PostgreSQL keeps microseconds: a finer `now` would make the stored expiry a fraction
+        // shorter than the one computed here, and the answer one second short.
+        let now: DateTime<Utc> = Utc::now().trunc_subsecs(6);
+        if let Some(answer) = self.answer_from_memory(request, (tenant, user), &wanted, now) {
+            return Ok(answer);
         }
-        let existing = db::sip::live_bindings_purging_expired(&mut tx, user, now).await?;
-        let new_count =
-            wanted.iter().filter(|(c, e, _)| *e > 0 && !existing.iter().any(|b| b.contact == *c)).count();
-        if existing.len() + new_count > self.config.max_bindings {
-            tx.rollback().await?;
-            return Ok(
-                Response::for_request(request, StatusCode::FORBIDDEN).with_reason("Too Many Registrations")
-            );
-        }
-        // The answer lists the bindings as they are after this request.
-        let mut current: Vec<(String, DateTime<Utc>)> =
-            existing.iter().map(|b| (b.contact.clone(), b.expires_at)).collect();
-        for (contact, expires, q) in &wanted {
-            current.retain(|(c, _)| c != contact);
-            if *expires == 0 {
-                db::sip::remove_binding(&mut tx, user, contact).await?;
-                continue;
+        let key = (tenant, user);
+        let epoch = self.write_started(key);
+        let written = self.write_bindings(tenant, user, &wanted, now).await;
+        let registered = match written {
+            Ok(r) if r.allowed => r,
+            other => {
+                self.write_done(key, epoch, None);
+                other?;
+                return Ok(Response::for_request(request, StatusCode::FORBIDDEN)
+                    .with_reason("Too Many Registrations"));
             }
-            let expires_at = now + chrono::Duration::seconds(i64::from(*expires));
-            current.push((contact.clone(), expires_at));
-            db::sip::upsert_binding(
-                &mut tx,
-                &db::sip::NewBinding {
-                    tenant,
-                    user,
-                    contact,
-                    expires_at,
-                    call_id: &call_id,
-                    cseq,
-                    q: *q,
-                    transport: &transport,
-                    source: &source,
-                    node_id: &self.node_id,
-                    connection_id,
-                    user_agent: user_agent.as_deref(),
-                    now,
-                },
-            )
-            .await?;
-        }
-        tx.commit().await?;
+        };
         if let Some(id) = peer.connection
-            && !wanted.is_empty()
+            && !wanted.contacts.is_empty()
         {
             lock(&self.connections).entry(id).or_default().insert(tenant);
         }
-        let mut r = Response::for_request(request, StatusCode::OK);
-        for (contact, expires_at) in &current {
-            let left = (*expires_at - now).num_seconds().max(0);
-            r.headers.push(HeaderName::Contact, format!("<{contact}>;expires={left}"));
+        if !registered.bindings.is_empty() {
+            lock(&self.swept).insert(tenant);
         }
-        r.headers.push(HeaderName::Date, httpdate(now));
-        Ok(r)
+        let answer = listing(request, &registered.bindings, now);
+        self.write_done(key, epoch, Some(registered.bindings));
+        Ok(answer)
+    }
+
+    /// The database side of a REGISTER: one statement, and the announcement when the agent's
+    /// bindings changed, in one transaction.
+    async fn write_bindings(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        wanted: &Wanted,
+        now: DateTime<Utc>,
+    ) -> Result<db::sip::Registered, db::DbError> {
+        let contacts: Vec<db::sip::WantedBinding> = wanted
+            .contacts
+            .iter()
+            .map(|(contact, expires, q)| db::sip::WantedBinding {
+                contact: contact.clone(),
+                expires_at: (*expires > 0).then(|| now + chrono::Duration::seconds(i64::from(*expires))),
+                q: *q,
+            })
+            .collect();
+        // Bindings are soft state that phones refresh: commit without waiting for the WAL.
+        let mut tx = self.db.tenant_tx_async_commit(tenant).await?;
+        let registered = db::sip::register(
+            &mut tx,
+            &db::sip::Registration {
+                tenant,
+                user,
+                wildcard: wanted.wildcard,
+                contacts: &contacts,
+                call_id: &wanted.call_id,
+                cseq: wanted.cseq,
+                transport: &wanted.transport,
+                source: &wanted.source,
+                node_id: &self.node_id,
+                connection_id: wanted.connection_id,
+                user_agent: wanted.user_agent.as_deref(),
+                max_bindings: self.config.max_bindings,
+                now,
+            },
+        )
+        .await?;
+        if !registered.allowed {
+            tx.rollback().await?;
+            return Ok(registered);
+        }
+        if registered.changed {
+            db::outbox::notify_changed(&mut tx, tenant, db::outbox::Changed::AgentRegistration, user.0)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(registered)
+    }
+
+    /// The answer to a REGISTER that only refreshes bindings this node wrote, unchanged, when
+    /// the expiry already stored is within the bucket below the one asked for: that stored
+    /// expiry is granted and nothing is written (see the module documentation). `None` when
+    /// the database must be asked.
+    fn answer_from_memory(
+        &self,
+        request: &Request,
+        key: (TenantId, UserId),
+        wanted: &Wanted,
+        now: DateTime<Utc>,
+    ) -> Option<Response> {
+        if wanted.wildcard || !self.listening.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut cache = lock(&self.bindings_cache);
+        let cached = cache.get_mut(&key)?.cached.as_mut()?;
+        // Expired bindings are purged by a write, and the purge is a change to announce; a
+        // binding about to expire is left to the database as well, so no answer says 0.
+        if cached.stored.elapsed() >= BINDINGS_CACHE_TTL
+            || cached.bindings.iter().any(|b| b.expires_at <= now + chrono::Duration::seconds(1))
+        {
+            return None;
+        }
+        let mut refreshed = Vec::with_capacity(wanted.contacts.len());
+        for (contact, expires, q) in &wanted.contacts {
+            let i = cached.bindings.iter().position(|b| b.contact == *contact)?;
+            let b = &cached.bindings[i];
+            let unchanged = b.node_id == self.node_id
+                && b.connection_id == wanted.connection_id
+                && b.transport == wanted.transport
+                && b.source == wanted.source
+                && b.q.map(f32::to_bits) == q.map(f32::to_bits)
+                && b.user_agent == wanted.user_agent;
+            let asked = i64::from(*expires);
+            let floor = (asked - (asked / 10).min(EXPIRY_BUCKET_MAX)).max(i64::from(self.config.min_expires));
+            let left = b.expires_at - now;
+            // Never more than asked (the row would outlive the binding), nor much less.
+            let fits = left <= chrono::Duration::seconds(asked) && left >= chrono::Duration::seconds(floor);
+            if *expires == 0 || !unchanged || !fits {
+                return None;
+            }
+            refreshed.push(i);
+        }
+        for i in refreshed {
+            let b = &mut cached.bindings[i];
+            // Same Call-ID and a CSeq not above: out of order, changes nothing (§10.3 step 7),
+            // as the database path would do.
+            if !(b.call_id == wanted.call_id && b.cseq >= wanted.cseq) {
+                b.call_id.clone_from(&wanted.call_id);
+                b.cseq = wanted.cseq;
+            }
+        }
+        Some(listing(request, &cached.bindings, now))
+    }
+
+    /// A write of the agent's bindings begins: what was remembered is void, and so is the
+    /// result of any write still in flight.
+    fn write_started(&self, key: (TenantId, UserId)) -> u64 {
+        let mut cache = lock(&self.bindings_cache);
+        if !cache.contains_key(&key) && cache.len() >= MAX_CACHED_AGENTS {
+            cache.retain(|_, slot| slot.writes > 0);
+        }
+        let slot = cache.entry(key).or_default();
+        slot.epoch += 1;
+        slot.writes += 1;
+        slot.cached = None;
+        slot.epoch
+    }
+
+    /// A write ended: its result is remembered unless something newer happened meanwhile.
+    fn write_done(&self, key: (TenantId, UserId), epoch: u64, bindings: Option<Vec<db::sip::BindingRow>>) {
+        let mut cache = lock(&self.bindings_cache);
+        let Some(slot) = cache.get_mut(&key) else { return };
+        slot.writes = slot.writes.saturating_sub(1);
+        if slot.epoch == epoch
+            && let Some(bindings) = bindings
+        {
+            slot.cached = Some(CachedBindings { bindings, stored: Instant::now() });
+        }
+        if slot.writes == 0 && slot.cached.is_none() {
+            cache.remove(&key);
+        }
+    }
+
+    /// The agent's bindings changed elsewhere (or may have): ask the database next time.
+    fn forget_bindings(&self, key: (TenantId, UserId)) {
+        let mut cache = lock(&self.bindings_cache);
+        if let Some(slot) = cache.get_mut(&key) {
+            slot.epoch += 1;
+            slot.cached = None;
+            if slot.writes == 0 {
+                cache.remove(&key);
+            }
+        }
+    }
+
+    /// Forgets every remembered binding (announcements may have been missed).
+    fn forget_all_bindings(&self) {
+        let mut cache = lock(&self.bindings_cache);
+        cache.retain(|_, slot| {
+            slot.epoch += 1;
+            slot.cached = None;
+            slot.writes > 0
+        });
+    }
+
+    /// An announcement on one of the channels of `db::sip::listen`.
+    fn announced(&self, channel: &str, payload: &str) {
+        if channel == db::outbox::CHANGES_CHANNEL {
+            // `<tenant>:agent.registration:<user>`; other resources are not ours.
+            let mut parts = payload.splitn(3, ':');
+            if let (Some(tenant), Some(kind), Some(user)) = (parts.next(), parts.next(), parts.next())
+                && kind == db::outbox::Changed::AgentRegistration.as_str()
+                && let (Ok(tenant), Ok(user)) = (tenant.parse::<Uuid>(), user.parse::<Uuid>())
+            {
+                self.forget_bindings((TenantId(tenant), UserId(user)));
+            }
+        } else if channel == db::sip::ACCOUNTS_CHANNEL
+            && let Some((tenant, user)) = payload.split_once(':')
+            && let (Ok(tenant), Ok(user)) = (tenant.parse::<Uuid>(), user.parse::<Uuid>())
+        {
+            lock(&self.accounts).retain(|(t, _), (account, _)| {
+                !(t.0 == tenant && account.as_ref().is_some_and(|a| a.user_id == user))
+            });
+        }
+    }
+
+    /// Runs until `stop`: clears what this node held before a restart, listens for
+    /// announcements (remembered bindings are used only while it does), and sweeps expired
+    /// bindings.
+    pub(crate) async fn maintain(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        let sweeper = self.clone();
+        let sweep_stop = stop.clone();
+        tokio::join!(self.listen(stop), async move {
+            if let Err(e) = sweeper.forget_previous_connections().await {
+                tracing::warn!(error = %e, "could not clear this node's stale SIP bindings");
+            }
+            sweeper.sweep(sweep_stop).await;
+        });
+    }
+
+    async fn listen(&self, mut stop: watch::Receiver<bool>) {
+        loop {
+            let mut listener = match db::sip::listen(&self.db).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not listen for SIP binding changes; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(5)) => continue,
+                        () = crate::stopped(&mut stop) => return,
+                    }
+                }
+            };
+            // What was announced while nobody listened is unknown: start from nothing.
+            self.forget_all_bindings();
+            self.listening.store(true, Ordering::Release);
+            loop {
+                tokio::select! {
+                    n = listener.try_recv() => match n {
+                        Ok(Some(n)) => self.announced(n.channel(), n.payload()),
+                        // The connection dropped: announcements are lost until it is back.
+                        Ok(None) | Err(_) => break,
+                    },
+                    () = crate::stopped(&mut stop) => {
+                        self.listening.store(false, Ordering::Release);
+                        return;
+                    }
+                }
+            }
+            self.listening.store(false, Ordering::Release);
+            self.forget_all_bindings();
+        }
+    }
+
+    /// Every `sweep_interval`, deletes the expired bindings of the tenants this node registers
+    /// for and announces which agents lost one: nobody else notices a phone that just stops
+    /// refreshing (the API is right regardless, it only counts live bindings).
+    async fn sweep(&self, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.config.sweep_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = crate::stopped(&mut stop) => return,
+            }
+            let tenants: Vec<TenantId> = lock(&self.swept).iter().copied().collect();
+            for tenant in tenants {
+                let result = async {
+                    let mut tx = self.db.tenant_tx(tenant).await?;
+                    let users = db::sip::purge_expired(&mut tx, Utc::now()).await?;
+                    announce(&mut tx, tenant, &users).await?;
+                    tx.commit().await?;
+                    Ok::<_, db::DbError>(users)
+                }
+                .await;
+                match result {
+                    Ok(users) => users.into_iter().for_each(|u| self.forget_bindings((tenant, UserId(u)))),
+                    Err(e) => tracing::warn!(error = %e, "could not purge expired SIP bindings"),
+                }
+            }
+        }
     }
 
     async fn audit_ban(
@@ -424,7 +756,7 @@ impl Registrar {
         let mut entries = Vec::new();
         let at = Utc::now();
         let entry = |action: &str, resource_type: &str, resource_id: String| db::audit::NewAudit {
-            id: domain::AuditId(uuid::Uuid::now_v7()),
+            id: domain::AuditId(Uuid::now_v7()),
             tenant_id: None,
             at,
             actor: db::audit::Actor::system(),
@@ -477,31 +809,63 @@ impl Registrar {
             for tenant in tenants {
                 let result = async {
                     let mut tx = this.db.tenant_tx(tenant).await?;
-                    db::sip::remove_connection_bindings(&mut tx, &this.node_id, Some(id.0 as i64)).await?;
+                    let users =
+                        db::sip::remove_connection_bindings(&mut tx, &this.node_id, Some(id.0 as i64))
+                            .await?;
+                    announce(&mut tx, tenant, &users).await?;
                     tx.commit().await?;
-                    Ok::<_, db::DbError>(())
+                    Ok::<_, db::DbError>(users)
                 }
                 .await;
-                if let Err(e) = result {
-                    tracing::warn!(error = %e, "could not remove the bindings of a closed connection");
+                match result {
+                    Ok(users) => users.into_iter().for_each(|u| this.forget_bindings((tenant, UserId(u)))),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not remove the bindings of a closed connection")
+                    }
                 }
             }
         });
     }
 
-    /// At start: connection-bound bindings this node held before a restart are dead.
+    /// At start: connection-bound bindings this node held before a restart are dead, and
+    /// expired ones go too.
     pub(crate) async fn forget_previous_connections(&self) -> Result<(), db::DbError> {
         let mut tx = self.db.platform_tx().await?;
         let tenants = db::tenants::list(&mut tx, None, 100_000).await?;
         tx.commit().await?;
         for t in tenants.items {
-            let mut tx = self.db.tenant_tx(t.tenant_id()).await?;
-            db::sip::remove_connection_bindings(&mut tx, &self.node_id, None).await?;
-            db::sip::purge_expired(&mut tx, Utc::now()).await?;
+            let tenant = t.tenant_id();
+            let mut tx = self.db.tenant_tx(tenant).await?;
+            let mut users = db::sip::remove_connection_bindings(&mut tx, &self.node_id, None).await?;
+            users.extend(db::sip::purge_expired(&mut tx, Utc::now()).await?);
+            users.sort_unstable();
+            users.dedup();
+            announce(&mut tx, tenant, &users).await?;
             tx.commit().await?;
+            users.into_iter().for_each(|u| self.forget_bindings((tenant, UserId(u))));
         }
         Ok(())
     }
+}
+
+/// Announces, in the caller's transaction, that these agents' bindings changed.
+async fn announce(tx: &mut db::Tx, tenant: TenantId, users: &[Uuid]) -> Result<(), db::DbError> {
+    for &user in users {
+        db::outbox::notify_changed(tx, tenant, db::outbox::Changed::AgentRegistration, user).await?;
+    }
+    Ok(())
+}
+
+/// The 200 to a REGISTER: every live binding with the seconds it has left (RFC 3261 §10.3
+/// step 8), and the Date.
+fn listing(request: &Request, bindings: &[db::sip::BindingRow], now: DateTime<Utc>) -> Response {
+    let mut r = Response::for_request(request, StatusCode::OK);
+    for b in bindings {
+        let left = (b.expires_at - now).num_seconds().max(0);
+        r.headers.push(HeaderName::Contact, format!("<{}>;expires={left}", b.contact));
+    }
+    r.headers.push(HeaderName::Date, httpdate(now));
+    r
 }
 
 /// RFC 7231 IMF-fixdate, for the Date header of a 200 to REGISTER.

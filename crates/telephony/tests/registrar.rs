@@ -1,7 +1,10 @@
 //! The registrar against real peers: sipp registers with Digest auth (success, wrong password,
 //! unknown user), bindings land in PostgreSQL, unknown users and wrong passwords are answered
 //! identically, 423 for short expiries, un-registration, and temporary bans after repeated
-//! failures (audit-logged).
+//! failures (audit-logged). Refreshes answered from memory keep the stored expiry honest, a new
+//! SIP password takes effect at once, and every change of an agent's bindings (not a refresh) is
+//! announced on `db::outbox::CHANGES_CHANNEL`: new, un-registered, expired (the sweep), and
+//! carried by a TCP connection that closed.
 
 // sipp's own report is printed when a scenario fails, to explain the failure.
 #![allow(clippy::print_stderr)]
@@ -14,7 +17,8 @@ use domain::{Role, TenantId, UserId};
 use sip::{Message, Response};
 use telephony::{GuardConfig, RegistrarConfig, SipConfig, Telephony};
 use test_support::TestDb;
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
 use uuid::Uuid;
 
 const DOMAIN: &str = "acme.sip.test";
@@ -159,18 +163,29 @@ async fn sipp_registers_with_digest_and_wrong_password_and_unknown_user_are_refu
     assert_eq!(live_bindings(&s).await.len(), 1, "failed attempts add no binding");
 }
 
+enum Socket {
+    Udp(UdpSocket),
+    Tcp(TcpStream),
+}
+
 /// A raw REGISTER client for the cases sipp scenarios do not express well.
 struct Client {
-    socket: UdpSocket,
+    socket: Socket,
     server: SocketAddr,
     call_id: String,
     cseq: u32,
+    user_agent: Option<&'static str>,
 }
 
 impl Client {
     async fn new(server: SocketAddr) -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        Self { socket, server, call_id: format!("reg-{}", Uuid::new_v4()), cseq: 0 }
+        let socket = Socket::Udp(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        Self { socket, server, call_id: format!("reg-{}", Uuid::new_v4()), cseq: 0, user_agent: None }
+    }
+
+    async fn tcp(server: SocketAddr) -> Self {
+        let socket = Socket::Tcp(TcpStream::connect(server).await.unwrap());
+        Self { socket, server, call_id: format!("reg-{}", Uuid::new_v4()), cseq: 0, user_agent: None }
     }
 
     async fn register(
@@ -200,14 +215,20 @@ impl Client {
         auth: Option<String>,
     ) -> Response {
         self.cseq += 1;
-        let local = self.socket.local_addr().unwrap();
+        let (transport, local) = match &self.socket {
+            Socket::Udp(s) => ("UDP", s.local_addr().unwrap()),
+            Socket::Tcp(s) => ("TCP", s.local_addr().unwrap()),
+        };
         let mut text = format!(
-            "REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{}\r\nMax-Forwards: 70\r\n\
+            "REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{}\r\nMax-Forwards: 70\r\n\
              From: <sip:{user}@{DOMAIN}>;tag=ft\r\nTo: <sip:{user}@{DOMAIN}>\r\nCall-ID: {}\r\nCSeq: {} REGISTER\r\n",
             Uuid::new_v4().simple(),
             self.call_id,
             self.cseq
         );
+        if let Some(ua) = self.user_agent {
+            text.push_str(&format!("User-Agent: {ua}\r\n"));
+        }
         if let Some(c) = contact {
             text.push_str(&format!("Contact: {c}\r\n"));
         }
@@ -218,13 +239,34 @@ impl Client {
             text.push_str(&format!("Authorization: {a}\r\n"));
         }
         text.push_str("Content-Length: 0\r\n\r\n");
-        self.socket.send_to(text.as_bytes(), self.server).await.unwrap();
-        let mut buf = vec![0u8; 65_535];
-        let (n, _) = tokio::time::timeout(Duration::from_secs(5), self.socket.recv_from(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        match sip::parse_datagram(&buf[..n]).unwrap() {
+        let bytes = match &mut self.socket {
+            Socket::Udp(socket) => {
+                socket.send_to(text.as_bytes(), self.server).await.unwrap();
+                let mut buf = vec![0u8; 65_535];
+                let (n, _) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                buf.truncate(n);
+                buf
+            }
+            Socket::Tcp(stream) => {
+                stream.write_all(text.as_bytes()).await.unwrap();
+                // The registrar's answers have no body: one message ends at the blank line.
+                let mut buf = Vec::new();
+                while !buf.ends_with(b"\r\n\r\n") {
+                    let mut byte = [0u8; 1];
+                    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte))
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    assert_eq!(n, 1, "connection closed");
+                    buf.push(byte[0]);
+                }
+                buf
+            }
+        };
+        match sip::parse_datagram(&bytes).unwrap() {
             Message::Response(r) => r,
             Message::Request(_) => panic!("request from the registrar"),
         }
@@ -367,4 +409,191 @@ async fn repeated_failures_ban_the_account_and_the_source_and_are_audited() {
         .unwrap();
     tx.commit().await.unwrap();
     assert!(platform.contains(&"sip.source_banned".to_owned()), "{platform:?}");
+}
+
+/// Hears `db::outbox::CHANGES_CHANNEL`, as the web app does.
+async fn changes(s: &Setup) -> sqlx::postgres::PgListener {
+    let mut listener = sqlx::postgres::PgListener::connect_with(s.db.db.pool()).await.unwrap();
+    listener.listen(db::outbox::CHANGES_CHANNEL).await.unwrap();
+    listener
+}
+
+/// The next announcement, which must be this agent's registration.
+async fn expect_change(listener: &mut sqlx::postgres::PgListener, s: &Setup, why: &str) {
+    let n = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no announcement: {why}"))
+        .unwrap();
+    assert_eq!(n.payload(), format!("{}:agent.registration:{}", s.tenant.as_uuid(), s.agent.0), "{why}");
+}
+
+async fn expect_no_change(listener: &mut sqlx::postgres::PgListener, why: &str) {
+    let n = tokio::time::timeout(Duration::from_millis(500), listener.recv()).await;
+    assert!(n.is_err(), "{why}: {n:?}");
+}
+
+/// Every binding in the database right now, expired or not.
+async fn stored_bindings(s: &Setup) -> Vec<(String, chrono::DateTime<Utc>, i64)> {
+    let mut tx = s.db.db.tenant_tx(s.tenant).await.unwrap();
+    let rows = sqlx::query_as("select contact, expires_at, cseq from sip_registrations where user_id = $1")
+        .bind(s.agent.0)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    rows
+}
+
+/// The `expires` the 200 grants the (single) contact.
+fn granted(r: &Response) -> i64 {
+    let contact = r.headers.get(&sip::HeaderName::Contact).unwrap();
+    contact.rsplit("expires=").next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn refreshes_from_memory_keep_the_stored_expiry_honest_and_only_changes_are_announced() {
+    let s = setup(GuardConfig::default()).await;
+    let mut listener = changes(&s).await;
+    let ext = s.extension.clone();
+    let mut phone = Client::new(s.server.udp_addr()).await;
+    let contact = "<sip:desk@127.0.0.1:5999>";
+
+    let r = phone.register(&ext, Some(contact), Some(600), Some(PASSWORD)).await;
+    assert_eq!(r.status.as_u16(), 200);
+    assert_eq!(granted(&r), 600);
+    expect_change(&mut listener, &s, "a new binding").await;
+
+    // Refreshes: soon one is answered from memory (the stored CSeq stays behind the phone's, the
+    // registrar listens for changes once it is up). Whatever answers, the row never expires
+    // before what the phone was granted, and never outlives what it asked for.
+    let mut from_memory = 0;
+    for _ in 0..100 {
+        let before = Utc::now();
+        let r = phone.register(&ext, Some(contact), Some(600), Some(PASSWORD)).await;
+        let after = Utc::now();
+        assert_eq!(r.status.as_u16(), 200);
+        let rows = stored_bindings(&s).await;
+        assert_eq!(rows.len(), 1);
+        let (_, expires_at, cseq) = rows[0];
+        assert!(expires_at >= before + chrono::Duration::seconds(granted(&r)), "{expires_at} {r:?}");
+        assert!(expires_at <= after + chrono::Duration::seconds(600));
+        assert!((540..=600).contains(&granted(&r)), "{r:?}");
+        if cseq < i64::from(phone.cseq) {
+            from_memory += 1;
+            if from_memory == 3 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(from_memory, 3, "refreshes were answered from memory");
+    expect_no_change(&mut listener, "refreshes are no change").await;
+
+    // A shorter expiry is written at once: the row must not outlive the binding.
+    let before = Utc::now();
+    let r = phone.register(&ext, Some(contact), Some(120), Some(PASSWORD)).await;
+    assert_eq!(granted(&r), 120);
+    let (_, expires_at, cseq) = stored_bindings(&s).await[0];
+    assert_eq!(cseq, i64::from(phone.cseq));
+    assert!(expires_at <= Utc::now() + chrono::Duration::seconds(120));
+    assert!(expires_at >= before + chrono::Duration::seconds(120));
+
+    // Another User-Agent on the same contact is a change (the API shows it); it is written.
+    phone.user_agent = Some("desk-phone/2.0");
+    let r = phone.register(&ext, Some(contact), Some(120), Some(PASSWORD)).await;
+    assert_eq!(r.status.as_u16(), 200);
+    expect_change(&mut listener, &s, "a new user agent").await;
+
+    // The API's view: registered until the stored expiry.
+    let mut tx = s.db.db.tenant_tx(s.tenant).await.unwrap();
+    let agent = db::sip::get_agent(&mut tx, s.agent, Utc::now()).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(agent.registrations, 1);
+    assert_eq!(agent.user_agent.as_deref(), Some("desk-phone/2.0"));
+
+    // Un-registering removes the row at once and is announced.
+    let r = phone.register(&ext, Some(contact), Some(0), Some(PASSWORD)).await;
+    assert_eq!(r.status.as_u16(), 200);
+    assert_eq!(r.headers.get_all(&sip::HeaderName::Contact).count(), 0);
+    assert!(stored_bindings(&s).await.is_empty());
+    expect_change(&mut listener, &s, "un-registered").await;
+    // Registering again after that is a new binding, never a refresh from memory.
+    let r = phone.register(&ext, Some(contact), Some(600), Some(PASSWORD)).await;
+    assert_eq!(granted(&r), 600);
+    assert_eq!(stored_bindings(&s).await.len(), 1);
+    expect_change(&mut listener, &s, "registered again").await;
+}
+
+#[tokio::test]
+async fn expired_bindings_are_swept_and_announced() {
+    let s = setup_with(RegistrarConfig {
+        min_expires: 1,
+        sweep_interval: Duration::from_millis(200),
+        ..RegistrarConfig::default()
+    })
+    .await;
+    let mut listener = changes(&s).await;
+    let mut phone = Client::new(s.server.udp_addr()).await;
+    let r = phone.register(&s.extension, Some("<sip:desk@127.0.0.1:5999>"), Some(2), Some(PASSWORD)).await;
+    assert_eq!(r.status.as_u16(), 200);
+    expect_change(&mut listener, &s, "a new binding").await;
+    // Nobody refreshes: the sweep deletes the binding after its expiry and says so.
+    expect_change(&mut listener, &s, "expired").await;
+    assert!(stored_bindings(&s).await.is_empty());
+    assert!(live_bindings(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_closed_tcp_connection_takes_its_bindings_along_and_is_announced() {
+    let s = setup(GuardConfig::default()).await;
+    let mut listener = changes(&s).await;
+    let mut phone = Client::tcp(s.server.tcp_addr()).await;
+    let r = phone
+        .register(&s.extension, Some("<sip:desk@127.0.0.1:5999;transport=tcp>"), Some(600), Some(PASSWORD))
+        .await;
+    assert_eq!(r.status.as_u16(), 200);
+    expect_change(&mut listener, &s, "a new binding").await;
+    let rows = live_bindings(&s).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].transport, "tcp");
+    assert!(rows[0].connection_id.is_some());
+    drop(phone);
+    expect_change(&mut listener, &s, "the connection closed").await;
+    assert!(stored_bindings(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_new_sip_password_takes_effect_at_once() {
+    let s = setup(GuardConfig::default()).await;
+    let ext = s.extension.clone();
+    let contact = Some("<sip:desk@127.0.0.1:5999>");
+    let mut phone = Client::new(s.server.udp_addr()).await;
+    let r = phone.register(&ext, contact, Some(600), Some(PASSWORD)).await;
+    assert_eq!(r.status.as_u16(), 200);
+
+    // The API's rotation: a new password, encrypted, in a tenant transaction.
+    let vault = vault::Vault::from_bytes(&[7u8; 32]);
+    let new_password = "a-brand-new-secret";
+    let enc = vault.encrypt(new_password.as_bytes(), &format!("sip-password:{}", s.agent));
+    let mut tx = s.db.db.tenant_tx(s.tenant).await.unwrap();
+    db::sip::set_password(&mut tx, s.agent, &enc, Utc::now()).await.unwrap();
+    tx.commit().await.unwrap();
+
+    // The new password works right away, though the account was cached with the old one.
+    let r = phone.register(&ext, contact, Some(600), Some(new_password)).await;
+    assert_eq!(r.status.as_u16(), 200, "{r:?}");
+    // The old one is refused as soon as the change is heard (within the account cache's
+    // few seconds in any case), even for a refresh of a binding it made.
+    let mut refused = false;
+    for _ in 0..100 {
+        let r = phone.register(&ext, contact, Some(600), Some(PASSWORD)).await;
+        if r.status.as_u16() == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused, "the old password still works");
+    let r = phone.register(&ext, contact, Some(600), Some(new_password)).await;
+    assert_eq!(r.status.as_u16(), 200);
 }
