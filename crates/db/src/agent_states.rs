@@ -45,13 +45,6 @@ pub async fn get_states(conn: &mut PgConnection, users: &[Uuid]) -> Result<Vec<A
         .await?)
 }
 
-async fn lock_state(conn: &mut PgConnection, user: UserId) -> Result<Option<AgentStateRow>> {
-    Ok(sqlx::query_as("select * from agent_states where user_id = $1 for update")
-        .bind(user.as_uuid())
-        .fetch_optional(conn)
-        .await?)
-}
-
 /// Sets the agent's status (`reason` is the pause reason: required for `on_break`, dropped for
 /// the others). Becoming `available` starts the idle time. Emits `agent.status_changed` (and
 /// `agent.paused` for `on_break`) only when the status actually changes; a new reason for an
@@ -68,6 +61,13 @@ pub async fn set_agent_status(
     change_status(conn, tenant, user, status, reason, idle_since, at).await
 }
 
+#[derive(sqlx::FromRow)]
+struct ChangedRow {
+    #[sqlx(flatten)]
+    row: AgentStateRow,
+    previous_status: Option<String>,
+}
+
 /// The one place a status is written. `idle_since` is set only when the status changes to
 /// `available` (a repeated `available` keeps the agent's place in the longest-idle order).
 pub(crate) async fn change_status(
@@ -80,40 +80,27 @@ pub(crate) async fn change_status(
     at: DateTime<Utc>,
 ) -> Result<AgentStateRow> {
     let reason = if status == AgentStatus::OnBreak { reason } else { None };
-    let before = lock_state(&mut *conn, user).await?;
-    let previous = before.as_ref().map_or(AgentStatus::LoggedOut, AgentStateRow::status);
-    if let Some(row) = &before
-        && previous == status
-    {
-        if row.pause_reason.as_deref() == reason {
-            return Ok(row.clone());
-        }
-        return Ok(sqlx::query_as(
-            "update agent_states set pause_reason = $2 where user_id = $1 returning *",
-        )
-        .bind(user.as_uuid())
-        .bind(reason)
-        .fetch_one(conn)
-        .await?);
-    }
-    if before.is_none() && status == AgentStatus::LoggedOut {
-        // No row already means logged out: nothing changes, nothing to announce.
-        return Ok(AgentStateRow {
-            user_id: user.as_uuid(),
-            tenant_id: tenant.as_uuid(),
-            status: status.as_str().to_owned(),
-            pause_reason: None,
-            changed_at: at,
-            idle_since: None,
-        });
-    }
-    let row: AgentStateRow = sqlx::query_as(
-        "insert into agent_states (user_id, tenant_id, status, pause_reason, changed_at, idle_since)
-         values ($1, $2, $3, $4, $5, $6)
-         on conflict (user_id) do update set status = excluded.status, pause_reason = excluded.pause_reason,
-             changed_at = excluded.changed_at,
-             idle_since = coalesce(excluded.idle_since, agent_states.idle_since)
-         returning *",
+    // One statement: `before` locks the agent's row (if any) and reads it as it was; the upsert
+    // writes only a change (a new status, or a new reason for the same status) and never creates
+    // a row just to say "logged out". Becoming `on_call` ends the agent's offer (the call they
+    // were rung for is answered).
+    let changed: Option<ChangedRow> = sqlx::query_as(
+        "with before as (select status, pause_reason from agent_states where user_id = $1 for update),
+         changed as (
+             insert into agent_states (user_id, tenant_id, status, pause_reason, changed_at, idle_since)
+             select $1::uuid, $2::uuid, $3::text, $4::text, $5::timestamptz, $6::timestamptz
+              where not exists (select 1 from before where status = $3 and pause_reason is not distinct from $4)
+                and ($3 <> 'logged_out' or exists (select 1 from before))
+             on conflict (user_id) do update set
+                 status = excluded.status, pause_reason = excluded.pause_reason,
+                 changed_at = case when agent_states.status = excluded.status then agent_states.changed_at
+                                   else excluded.changed_at end,
+                 idle_since = case when agent_states.status = excluded.status then agent_states.idle_since
+                                   else coalesce(excluded.idle_since, agent_states.idle_since) end,
+                 offer_call_id = case when excluded.status = 'on_call' then null else agent_states.offer_call_id end,
+                 offer_until = case when excluded.status = 'on_call' then null else agent_states.offer_until end
+             returning *)
+         select changed.*, (select status from before) as previous_status from changed",
     )
     .bind(user.as_uuid())
     .bind(tenant.as_uuid())
@@ -121,8 +108,24 @@ pub(crate) async fn change_status(
     .bind(reason)
     .bind(at)
     .bind(idle_since)
-    .fetch_one(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
+    let Some(ChangedRow { row, previous_status }) = changed else {
+        // Nothing changed: the stored row, or no row (logged out, which needs no row).
+        return Ok(get_state(conn, user).await?.unwrap_or(AgentStateRow {
+            user_id: user.as_uuid(),
+            tenant_id: tenant.as_uuid(),
+            status: status.as_str().to_owned(),
+            pause_reason: None,
+            changed_at: at,
+            idle_since: None,
+        }));
+    };
+    let previous = previous_status.as_deref().and_then(AgentStatus::parse).unwrap_or(AgentStatus::LoggedOut);
+    if previous == status {
+        // Only the reason of an ongoing break changed: no event.
+        return Ok(row);
+    }
     crate::outbox::enqueue(
         &mut *conn,
         &crate::calls::event(

@@ -156,26 +156,15 @@ pub async fn create_call(conn: &mut PgConnection, tenant: TenantId, call: &NewCa
     crate::outbox::enqueue(conn, &event(tenant, call.at, payload)).await
 }
 
-/// Locks the call row for the rest of the transaction.
-async fn lock_call(conn: &mut PgConnection, call: CallId) -> Result<CallRow> {
-    Ok(sqlx::query_as("select * from calls where id = $1 for update")
-        .bind(call.as_uuid())
-        .fetch_one(conn)
-        .await?)
-}
-
-/// Locks an open call; `NotFound` if it does not exist (in this tenant) or has ended.
-async fn lock_open_call(conn: &mut PgConnection, call: CallId) -> Result<CallRow> {
-    let row = lock_call(conn, call).await?;
-    if row.state() == CallState::Ended {
-        return Err(DbError::NotFound);
-    }
-    Ok(row)
-}
-
 /// Puts the call in `queue` (state `queued`) and writes `queue.entered` with its 1-based
 /// position among the calls waiting there. `NotFound` if the call is not open or the queue does
 /// not exist.
+///
+/// No queue-wide lock: the call's own row is the only one locked, so callers entering one queue
+/// never wait for each other. The position counts the calls queued before this one whose entry
+/// has committed; two calls entering within the same few milliseconds may both see neither and
+/// get the same position (it is information for the caller and the wallboard; routing orders
+/// by `last_queued_at`, not by it).
 pub async fn enter_queue(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -183,29 +172,23 @@ pub async fn enter_queue(
     queue: Uuid,
     at: DateTime<Utc>,
 ) -> Result<u32> {
-    // Entries into one queue take turns, so concurrent callers get distinct positions.
-    sqlx::query_scalar::<_, Uuid>("select id from queues where id = $1 for no key update")
-        .bind(queue)
-        .fetch_one(&mut *conn)
-        .await?;
-    lock_open_call(&mut *conn, call).await?;
-    let sequence: i64 = sqlx::query_scalar(
-        "update calls set state = 'queued', queue_id = $2, queued_at = coalesce(queued_at, $3), last_queued_at = $3,
-                next_sequence = next_sequence + 1
-          where id = $1 returning next_sequence - 1",
+    // One statement: the update locks and changes the call row; the count runs on the
+    // statement's snapshot, where this call is not queued yet, hence the + 1.
+    let (sequence, position): (i64, i64) = sqlx::query_as(
+        "with me as (
+             update calls set state = 'queued', queue_id = $2, queued_at = coalesce(queued_at, $3),
+                    last_queued_at = $3, next_sequence = next_sequence + 1
+              where id = $1 and state <> 'ended' and exists (select 1 from queues where id = $2)
+             returning next_sequence - 1 as sequence)
+         select me.sequence,
+                1 + (select count(*) from calls c
+                      where c.queue_id = $2 and c.state = 'queued' and c.id <> $1
+                        and (c.last_queued_at, c.id) < ($3, $1))
+           from me",
     )
     .bind(call.as_uuid())
     .bind(queue)
     .bind(at)
-    .fetch_one(&mut *conn)
-    .await?;
-    let position: i64 = sqlx::query_scalar(
-        "select count(*) from calls c, calls me
-          where me.id = $2 and c.queue_id = $1 and c.state = 'queued'
-            and (c.last_queued_at, c.id) <= (me.last_queued_at, me.id)",
-    )
-    .bind(queue)
-    .bind(call.as_uuid())
     .fetch_one(&mut *conn)
     .await?;
     let position = u32::try_from(position).unwrap_or(u32::MAX);
@@ -219,6 +202,15 @@ pub async fn enter_queue(
     Ok(position)
 }
 
+#[derive(sqlx::FromRow)]
+struct AnsweredRow {
+    sequence: i64,
+    agent_id: Option<Uuid>,
+    queue_id: Option<Uuid>,
+    previous_agent_id: Option<Uuid>,
+    previous_answered_at: Option<DateTime<Utc>>,
+}
+
 /// The call is answered (by `agent`, or by the far end of an outbound call): state `answered`,
 /// `answered_at` (the first answer is kept), `agent_id`; writes `call.answered`. The agent goes
 /// `on_call`; a different agent who had the call before (a transfer, also to an external
@@ -230,11 +222,15 @@ pub async fn answer_call(
     agent: Option<UserId>,
     at: DateTime<Utc>,
 ) -> Result<()> {
-    let before = lock_open_call(&mut *conn, call).await?;
-    let row: CallRow = sqlx::query_as(
-        "update calls set state = 'answered', answered_at = coalesce(answered_at, $3), agent_id = coalesce($2, agent_id),
-                next_sequence = next_sequence + 1
-          where id = $1 returning *",
+    // One statement: `before` locks the open call row and reads it as it was; the update
+    // sees that lock as its own.
+    let row: AnsweredRow = sqlx::query_as(
+        "with before as (select id, agent_id, answered_at from calls where id = $1 and state <> 'ended' for update)
+         update calls c set state = 'answered', answered_at = coalesce(c.answered_at, $3),
+                agent_id = coalesce($2, c.agent_id), next_sequence = c.next_sequence + 1
+           from before where c.id = before.id
+         returning c.next_sequence - 1 as sequence, c.agent_id, c.queue_id,
+                   before.agent_id as previous_agent_id, before.answered_at as previous_answered_at",
     )
     .bind(call.as_uuid())
     .bind(agent.map(|a| a.as_uuid()))
@@ -243,7 +239,7 @@ pub async fn answer_call(
     .await?;
     let payload = EventPayload::CallAnswered(CallAnswered {
         call_id: call,
-        sequence: (row.next_sequence - 1) as u64,
+        sequence: row.sequence as u64,
         agent_id: row.agent_id.map(UserId),
         queue_id: row.queue_id.map(QueueId),
         answered_at: at,
@@ -251,8 +247,8 @@ pub async fn answer_call(
     crate::outbox::enqueue(&mut *conn, &event(tenant, at, payload)).await?;
     // Answered by someone else than the agent who had it: a transfer, to another agent or
     // (agent `None`) to an external number.
-    if let Some(previous) = before.agent_id.map(UserId)
-        && before.answered_at.is_some()
+    if let Some(previous) = row.previous_agent_id.map(UserId)
+        && row.previous_answered_at.is_some()
         && agent != Some(previous)
     {
         release_agent(&mut *conn, tenant, previous, call, at).await?;
@@ -273,18 +269,19 @@ async fn release_agent(
     call: CallId,
     at: DateTime<Utc>,
 ) -> Result<()> {
-    let busy: bool = sqlx::query_scalar(
-        "select exists (select 1 from calls where agent_id = $1 and ended_at is null and id <> $2)",
+    // The agent's state, locked, unless another open call still has them.
+    let status: Option<String> = sqlx::query_scalar(
+        "select status from agent_states
+          where user_id = $1
+            and not exists (select 1 from calls where agent_id = $1 and ended_at is null and id <> $2)
+            for update",
     )
     .bind(agent.as_uuid())
     .bind(call.as_uuid())
-    .fetch_one(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    if busy {
-        return Ok(());
-    }
-    let Some(state) = crate::agent_states::get_state(&mut *conn, agent).await? else { return Ok(()) };
-    match state.status() {
+    let Some(status) = status.as_deref().and_then(AgentStatus::parse) else { return Ok(()) };
+    match status {
         AgentStatus::OnCall => {
             crate::agent_states::change_status(
                 conn,
@@ -402,6 +399,16 @@ pub async fn set_recording(
     Ok(())
 }
 
+#[derive(sqlx::FromRow)]
+struct EndedRow {
+    #[sqlx(flatten)]
+    row: CallRow,
+    previous_state: String,
+    previous_queue_id: Option<Uuid>,
+    previous_last_queued_at: Option<DateTime<Utc>>,
+    previous_next_sequence: i64,
+}
+
 /// How a call ended.
 pub struct CallEnd<'a> {
     pub at: DateTime<Utc>,
@@ -427,24 +434,23 @@ pub async fn end_call(
     call: CallId,
     end: &CallEnd<'_>,
 ) -> Result<serde_json::Value> {
-    let before = lock_call(&mut *conn, call).await?;
-    if before.state() == CallState::Ended {
-        return Ok(before.cdr_json());
-    }
-    let abandoned = (before.state() == CallState::Queued && end.hangup_side == HangupSide::Caller.as_str())
-        .then_some(before.queue_id.zip(before.last_queued_at))
-        .flatten();
-    let events = if abandoned.is_some() { 2 } else { 1 };
     let legs = (!end.legs.is_null()).then_some(&end.legs);
     let timeline = (!end.timeline.is_null()).then_some(&end.timeline);
-    let row: CallRow = sqlx::query_as(
-        "update calls set state = 'ended', ended_at = $2, hangup_cause = $3, hangup_side = $4,
-                legs = coalesce($5, legs),
-                timeline = timeline || case when $6::jsonb is null then '[]'::jsonb
-                                            when jsonb_typeof($6) = 'array' then $6 else jsonb_build_array($6) end,
-                recording = coalesce($7, recording),
-                next_sequence = next_sequence + $8
-          where id = $1 returning *",
+    // One statement: `before` locks the row and reads it as it was (the abandon needs the
+    // state before the end); an ended (or unknown) call updates nothing.
+    let ended: Option<EndedRow> = sqlx::query_as(
+        "with before as (select id, state, queue_id, last_queued_at, next_sequence from calls where id = $1 for update)
+         update calls c set state = 'ended', ended_at = $2, hangup_cause = $3, hangup_side = $4,
+                legs = coalesce($5, c.legs),
+                timeline = c.timeline || case when $6::jsonb is null then '[]'::jsonb
+                                              when jsonb_typeof($6) = 'array' then $6 else jsonb_build_array($6) end,
+                recording = coalesce($7, c.recording),
+                next_sequence = c.next_sequence
+                    + case when before.state = 'queued' and $4 = 'caller' and before.queue_id is not null
+                                and before.last_queued_at is not null then 2 else 1 end
+           from before where c.id = before.id and before.state <> 'ended'
+         returning c.*, before.state as previous_state, before.queue_id as previous_queue_id,
+                   before.last_queued_at as previous_last_queued_at, before.next_sequence as previous_next_sequence",
     )
     .bind(call.as_uuid())
     .bind(end.at)
@@ -453,10 +459,18 @@ pub async fn end_call(
     .bind(legs)
     .bind(timeline)
     .bind(end.recording.as_ref())
-    .bind(events)
-    .fetch_one(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    let mut sequence = before.next_sequence as u64;
+    let Some(ended) = ended else {
+        // Ended already (idempotent: the stored CDR), or no such call (`NotFound`).
+        return Ok(get_call(conn, call).await?.cdr_json());
+    };
+    let abandoned = (ended.previous_state == CallState::Queued.as_str()
+        && end.hangup_side == HangupSide::Caller.as_str())
+    .then_some(ended.previous_queue_id.zip(ended.previous_last_queued_at))
+    .flatten();
+    let row = ended.row;
+    let mut sequence = ended.previous_next_sequence as u64;
     if let Some((queue, entered)) = abandoned {
         let payload = EventPayload::QueueAbandoned(QueueAbandoned {
             call_id: call,
@@ -477,6 +491,11 @@ pub async fn end_call(
         cdr: cdr.clone(),
     });
     crate::outbox::enqueue(&mut *conn, &event(tenant, end.at, payload)).await?;
+    // An agent still being rung for the call is free for others.
+    sqlx::query("update agent_states set offer_call_id = null, offer_until = null where offer_call_id = $1")
+        .bind(call.as_uuid())
+        .execute(&mut *conn)
+        .await?;
     if let Some(agent) = row.agent_id.map(UserId) {
         release_agent(conn, tenant, agent, call, end.at).await?;
     }
@@ -491,33 +510,98 @@ pub struct Candidate {
     pub idle_since: Option<DateTime<Utc>>,
 }
 
-/// Members of `queue` who are `available`, enabled, registered (a binding unexpired at `now`)
-/// and on no open call, longest idle first (never idle, i.e. no `idle_since`, before all).
+/// How many candidates [`queue_candidates`] returns at most.
+pub const CANDIDATE_LIMIT: i64 = 64;
+
+/// Who may be offered a call of queue `$1` at `$2`, in longest-idle order: an available agent
+/// (or supervisor) of the queue, enabled, with a SIP account and a binding unexpired at `$2`,
+/// on no open call and not reserved for another call's offer (a lapsed reservation does not
+/// count). The walk starts from `agent_states_idle_idx`, so it reads about as many rows as it
+/// returns rather than every member of the queue.
+const PICKABLE: &str = "
+    select s.user_id, a.extension, s.idle_since
+      from agent_states s
+      join sip_accounts a on a.user_id = s.user_id
+     where s.status = 'available'
+       and (s.offer_until is null or s.offer_until <= $2)
+       and exists (select 1 from queue_members m where m.queue_id = $1 and m.user_id = s.user_id)
+       and exists (select 1 from users u where u.id = s.user_id and not u.disabled and u.role in ('agent', 'supervisor'))
+       and exists (select 1 from sip_registrations r where r.user_id = s.user_id and r.expires_at > $2)
+       and not exists (select 1 from calls c where c.agent_id = s.user_id and c.ended_at is null)";
+
+/// The members of `queue` who can take a call at `now` — available, enabled, registered (a
+/// binding unexpired at `now`), on no open call and not reserved by another call's offer —
+/// longest idle first (never idle, i.e. no `idle_since`, before all), at most
+/// [`CANDIDATE_LIMIT`]. Reads only; [`claim_agent`] is the pick that reserves.
 pub async fn queue_candidates(
     conn: &mut PgConnection,
     _tenant: TenantId,
     queue: Uuid,
     now: DateTime<Utc>,
 ) -> Result<Vec<Candidate>> {
-    let rows: Vec<(Uuid, String, Option<DateTime<Utc>>)> = sqlx::query_as(
-        "select m.user_id, a.extension, s.idle_since
-           from queue_members m
-           join users u on u.id = m.user_id and not u.disabled and u.role in ('agent', 'supervisor')
-           join agent_states s on s.user_id = m.user_id and s.status = 'available'
-           join sip_accounts a on a.user_id = m.user_id
-          where m.queue_id = $1
-            and exists (select 1 from sip_registrations r where r.user_id = m.user_id and r.expires_at > $2)
-            and not exists (select 1 from calls c where c.agent_id = m.user_id and c.ended_at is null)
-          order by s.idle_since asc nulls first, s.changed_at, m.user_id",
-    )
-    .bind(queue)
-    .bind(now)
-    .fetch_all(conn)
-    .await?;
+    let sql = format!("{PICKABLE} order by s.idle_since asc nulls first, s.changed_at, s.user_id limit $3");
+    let rows: Vec<(Uuid, String, Option<DateTime<Utc>>)> =
+        sqlx::query_as(&sql).bind(queue).bind(now).bind(CANDIDATE_LIMIT).fetch_all(conn).await?;
     Ok(rows
         .into_iter()
         .map(|(user_id, extension, idle_since)| Candidate { user_id: UserId(user_id), extension, idle_since })
         .collect())
+}
+
+/// Picks and reserves the longest-idle member of `queue` who can take `call` now (see
+/// [`queue_candidates`]), skipping the agents in `exclude` (those this call already tried in
+/// this round): their state row gets `offer_call_id = call` until `until`, after which the
+/// reservation lapses by itself (a node that died while ringing). `None`: nobody.
+///
+/// Correct with any number of pickers on any number of nodes: the pick locks the agent's
+/// state row with `for update skip locked`, so a concurrent pick takes the next agent instead
+/// of waiting, and the reservation it writes in the same statement makes every later pick
+/// skip the agent until [`release_offer`], the answer (`on_call`) or [`end_call`] clears it.
+/// Nothing queue-wide is locked.
+pub async fn claim_agent(
+    conn: &mut PgConnection,
+    _tenant: TenantId,
+    queue: Uuid,
+    call: CallId,
+    exclude: &[UserId],
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Option<Candidate>> {
+    let exclude: Vec<Uuid> = exclude.iter().map(|u| u.as_uuid()).collect();
+    let sql = format!(
+        "with pick as ({PICKABLE} and s.user_id <> all($3)
+                        order by s.idle_since asc nulls first, s.changed_at, s.user_id
+                        limit 1 for update of s skip locked)
+         update agent_states s set offer_call_id = $4, offer_until = $5
+           from pick where s.user_id = pick.user_id
+         returning s.user_id, pick.extension, s.idle_since"
+    );
+    let row: Option<(Uuid, String, Option<DateTime<Utc>>)> = sqlx::query_as(&sql)
+        .bind(queue)
+        .bind(now)
+        .bind(&exclude)
+        .bind(call.as_uuid())
+        .bind(until)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(|(user_id, extension, idle_since)| Candidate {
+        user_id: UserId(user_id),
+        extension,
+        idle_since,
+    }))
+}
+
+/// Ends `agent`'s reservation for `call` (the offer failed or was withdrawn); a reservation
+/// another call holds by now is left alone. `false` if there was none.
+pub async fn release_offer(conn: &mut PgConnection, call: CallId, agent: UserId) -> Result<bool> {
+    let done = sqlx::query(
+        "update agent_states set offer_call_id = null, offer_until = null where user_id = $1 and offer_call_id = $2",
+    )
+    .bind(agent.as_uuid())
+    .bind(call.as_uuid())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// The tenant's calls that have not ended, oldest first. On startup, the B2BUA ends those its

@@ -635,3 +635,160 @@ async fn calls_left_open_by_a_crash_are_closed_and_their_agents_freed() {
     assert_eq!((state.status(), state.idle_since), (AgentStatus::Available, Some(restart)));
     tx.commit().await.unwrap();
 }
+
+/// Waits for a database future that must not block on another open transaction (a hang is
+/// the failure; the bound only turns it into a panic instead of a stuck test run).
+async fn without_waiting<T>(what: &str, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(60), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} waited for another transaction's lock"))
+}
+
+#[tokio::test]
+async fn callers_entering_one_queue_do_not_wait_for_each_other() {
+    let t = TestDb::new().await;
+    let tenant = tenant(&t, "no-queue-lock").await;
+    let at = t0();
+    let q = queue(&t, tenant, "sales", &[]).await;
+    let (first, second) = (CallId(Uuid::now_v7()), CallId(Uuid::now_v7()));
+    for (call, offset) in [(first, 0), (second, 1)] {
+        let mut tx = t.db.tenant_tx(tenant).await.unwrap();
+        calls::create_call(&mut tx, tenant, &new_call(call, at + Duration::seconds(offset))).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    // The first entry is not committed yet when the second one runs: with a queue-wide lock
+    // the second would wait for it.
+    let mut one = t.db.tenant_tx(tenant).await.unwrap();
+    assert_eq!(calls::enter_queue(&mut one, tenant, first, q, at + Duration::seconds(2)).await.unwrap(), 1);
+    let mut two = t.db.tenant_tx(tenant).await.unwrap();
+    let position = without_waiting(
+        "enter_queue",
+        calls::enter_queue(&mut two, tenant, second, q, at + Duration::seconds(3)),
+    )
+    .await
+    .unwrap();
+    // The first entry was invisible to the second (uncommitted): positions may repeat.
+    assert_eq!(position, 1);
+    one.commit().await.unwrap();
+    two.commit().await.unwrap();
+    // Once committed, later callers count both.
+    let third = CallId(Uuid::now_v7());
+    let mut tx = t.db.tenant_tx(tenant).await.unwrap();
+    calls::create_call(&mut tx, tenant, &new_call(third, at + Duration::seconds(4))).await.unwrap();
+    assert_eq!(calls::enter_queue(&mut tx, tenant, third, q, at + Duration::seconds(5)).await.unwrap(), 3);
+    // An unknown queue or an ended call is NotFound, as before.
+    assert!(matches!(
+        calls::enter_queue(&mut tx, tenant, third, Uuid::new_v4(), at).await,
+        Err(db::DbError::NotFound)
+    ));
+    calls::end_call(&mut tx, tenant, third, &end(at + Duration::seconds(6), "caller")).await.unwrap();
+    assert!(matches!(calls::enter_queue(&mut tx, tenant, third, q, at).await, Err(db::DbError::NotFound)));
+    tx.commit().await.unwrap();
+    let all = events(&t, tenant).await;
+    assert_eq!(
+        call_events(&all, third),
+        [
+            ("call.created".to_owned(), 1),
+            ("queue.entered".to_owned(), 2),
+            ("queue.abandoned".to_owned(), 3),
+            ("call.ended".to_owned(), 4)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn candidates_are_capped_and_start_with_the_longest_idle() {
+    let t = TestDb::new().await;
+    let tenant = tenant(&t, "many-agents").await;
+    let now = t0();
+    let n = usize::try_from(calls::CANDIDATE_LIMIT).unwrap() + 6;
+    let mut agents = Vec::new();
+    for i in 0..n {
+        agents.push(agent(&t, tenant, &format!("a{i}"), Some(now + Duration::hours(1))).await);
+    }
+    let q = queue(&t, tenant, "big", &agents).await;
+    // a0 idle longest, then a1, …
+    for (i, a) in agents.iter().enumerate() {
+        set_status(&t, tenant, *a, AgentStatus::Available, now - Duration::seconds(1000 - i as i64)).await;
+    }
+    let mut tx = t.db.tenant_tx(tenant).await.unwrap();
+    let candidates = calls::queue_candidates(&mut tx, tenant, q, now).await.unwrap();
+    assert_eq!(candidates.len(), usize::try_from(calls::CANDIDATE_LIMIT).unwrap());
+    assert_eq!(candidates.iter().map(|c| c.user_id).collect::<Vec<_>>(), agents[..candidates.len()]);
+}
+
+#[tokio::test]
+async fn a_pick_reserves_the_agent_for_one_call_without_waiting_for_other_picks() {
+    let t = TestDb::new().await;
+    let tenant = tenant(&t, "claims").await;
+    let now = t0();
+    let until = now + Duration::seconds(25);
+    let [old, mid, new] = [
+        agent(&t, tenant, "old", Some(now + Duration::hours(1))).await,
+        agent(&t, tenant, "mid", Some(now + Duration::hours(1))).await,
+        agent(&t, tenant, "new", Some(now + Duration::hours(1))).await,
+    ];
+    let q = queue(&t, tenant, "sales", &[old, mid, new]).await;
+    set_status(&t, tenant, old, AgentStatus::Available, now - Duration::seconds(300)).await;
+    set_status(&t, tenant, mid, AgentStatus::Available, now - Duration::seconds(200)).await;
+    set_status(&t, tenant, new, AgentStatus::Available, now - Duration::seconds(100)).await;
+    let [a, b, c] = [CallId(Uuid::now_v7()), CallId(Uuid::now_v7()), CallId(Uuid::now_v7())];
+    let mut tx = t.db.tenant_tx(tenant).await.unwrap();
+    for call in [a, b, c] {
+        calls::create_call(&mut tx, tenant, &new_call(call, now)).await.unwrap();
+        calls::enter_queue(&mut tx, tenant, call, q, now).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    // Two picks in flight at once (as on two nodes): the second skips the row the first has
+    // locked instead of waiting for it, and takes the next agent.
+    let mut one = t.db.tenant_tx(tenant).await.unwrap();
+    let first = calls::claim_agent(&mut one, tenant, q, a, &[], now, until).await.unwrap().unwrap();
+    assert_eq!(first.user_id, old);
+    assert_eq!(first.extension, "1000");
+    let mut two = t.db.tenant_tx(tenant).await.unwrap();
+    let second = without_waiting("claim_agent", calls::claim_agent(&mut two, tenant, q, b, &[], now, until))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.user_id, mid);
+    one.commit().await.unwrap();
+    two.commit().await.unwrap();
+
+    let mut tx = t.db.tenant_tx(tenant).await.unwrap();
+    // Reserved agents are nobody's candidates; the round's tried agents are excluded.
+    let free: Vec<UserId> =
+        calls::queue_candidates(&mut tx, tenant, q, now).await.unwrap().iter().map(|c| c.user_id).collect();
+    assert_eq!(free, [new]);
+    assert_eq!(calls::claim_agent(&mut tx, tenant, q, c, &[new], now, until).await.unwrap(), None);
+    // A reservation lapses by itself (its node died while ringing).
+    let later = calls::claim_agent(&mut tx, tenant, q, c, &[new], until, until + Duration::seconds(25))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(later.user_id, old);
+    // Releasing someone else's reservation does nothing; releasing one's own frees the agent.
+    assert!(!calls::release_offer(&mut tx, a, old).await.unwrap());
+    assert!(calls::release_offer(&mut tx, c, old).await.unwrap());
+    assert_eq!(
+        calls::claim_agent(&mut tx, tenant, q, c, &[], now, until).await.unwrap().unwrap().user_id,
+        old
+    );
+    // The answer ends the reservation (the agent is on call); so does the end of the call.
+    calls::answer_call(&mut tx, tenant, c, Some(old), now).await.unwrap();
+    calls::end_call(&mut tx, tenant, b, &end(now + Duration::seconds(5), "caller")).await.unwrap();
+    let states = agent_states::get_states(&mut tx, &[old.as_uuid(), mid.as_uuid()]).await.unwrap();
+    assert!(states.iter().all(|s| s.status() != AgentStatus::OnCall || s.user_id == old.as_uuid()));
+    let offers: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(
+        "select user_id, offer_call_id from agent_states where user_id = any($1) order by user_id",
+    )
+    .bind(vec![old.as_uuid(), mid.as_uuid()])
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    assert!(offers.iter().all(|(_, offer)| offer.is_none()), "{offers:?}");
+    let free: Vec<UserId> =
+        calls::queue_candidates(&mut tx, tenant, q, now).await.unwrap().iter().map(|c| c.user_id).collect();
+    assert_eq!(free, [mid, new]);
+    tx.commit().await.unwrap();
+}

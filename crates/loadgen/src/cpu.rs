@@ -1,4 +1,5 @@
-//! CPU time of a process from /proc (utime + stime of all its threads).
+//! CPU time of a process from /proc (utime + stime of all its threads), alone or with all its
+//! descendants (sivo's embedded PostgreSQL runs as its child processes).
 
 use std::time::Instant;
 
@@ -15,6 +16,35 @@ pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / TICKS_PER_SECOND)
+}
+
+/// CPU seconds used so far by `pid` and every process descending from it (children that
+/// already exited are not counted: PostgreSQL's backends live as long as their connection).
+pub(crate) fn tree_cpu_seconds(pid: u32) -> f64 {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(text) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+            let ppid = text
+                .rfind(')')
+                .and_then(|i| text.get(i + 1..))
+                .and_then(|rest| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parents.push((child, ppid));
+            }
+        }
+    }
+    let mut total = 0.0;
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        total += cpu_seconds(p).unwrap_or(0.0);
+        todo.extend(parents.iter().filter(|(_, parent)| *parent == p).map(|(child, _)| *child));
+    }
+    total
 }
 
 /// (busy, total) jiffies of one CPU from /proc/stat; busy excludes idle and iowait.
@@ -82,6 +112,7 @@ mod tests {
         assert!(x != 42);
         let after = cpu_seconds(std::process::id()).unwrap();
         assert!(after >= before);
+        assert!(tree_cpu_seconds(std::process::id()) >= after);
         let (busy, total) = core_jiffies(0).unwrap();
         assert!(busy <= total);
     }

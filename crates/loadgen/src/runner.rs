@@ -79,6 +79,42 @@ pub(crate) struct Step {
     pub(crate) server_core_busy_pct: Option<f64>,
     pub(crate) media: WindowReport,
     pub(crate) ramp_secs: f64,
+    /// Calls set up by the ramp to this step (those already bridged before it excluded).
+    pub(crate) ramp_calls: usize,
+    /// Calls set up per second during the ramp (the generator offers at most `cps`).
+    pub(crate) ramp_calls_per_s: f64,
+    /// CPU of the server's process tree (its PostgreSQL included) during the ramp, % of one
+    /// core: call set-up plus relaying the calls already up.
+    pub(crate) ramp_server_tree_cpu_pct: f64,
+    /// That CPU per call set up, µs (relaying included, so an upper bound of set-up cost).
+    pub(crate) ramp_server_tree_cpu_us_per_call: f64,
+}
+
+/// What a ramp took.
+#[derive(Debug, Clone, Copy, Default)]
+struct Ramp {
+    secs: f64,
+    calls: usize,
+    tree_cpu_secs: f64,
+}
+
+impl Ramp {
+    fn per_s(&self) -> f64 {
+        if self.secs > 0.0 { self.calls as f64 / self.secs } else { 0.0 }
+    }
+
+    fn cpu_pct(&self) -> f64 {
+        if self.secs > 0.0 { self.tree_cpu_secs / self.secs * 100.0 } else { 0.0 }
+    }
+
+    fn cpu_us_per_call(&self) -> f64 {
+        if self.calls > 0 { self.tree_cpu_secs * 1e6 / self.calls as f64 } else { 0.0 }
+    }
+}
+
+/// CPU seconds of the server processes and all their descendants.
+fn server_tree_cpu(plan: &Plan) -> f64 {
+    plan.server_pids.iter().map(|p| crate::cpu::tree_cpu_seconds(*p)).sum()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -96,8 +132,9 @@ fn say(text: &str) {
 }
 
 /// Starts calls until `target` are bridged (bounded in time).
-fn ramp_to(engine: &mut Engine, s: &mut dyn Signalling, plan: &Plan, target: usize) -> Result<f64, String> {
+fn ramp_to(engine: &mut Engine, s: &mut dyn Signalling, plan: &Plan, target: usize) -> Result<Ramp, String> {
     let started = Instant::now();
+    let cpu_before = server_tree_cpu(plan);
     let missing = target.saturating_sub(s.bridged());
     let deadline = started + Duration::from_secs_f64(missing as f64 / plan.cps * 3.0 + 60.0);
     let interval = Duration::from_secs_f64(1.0 / plan.cps);
@@ -107,7 +144,12 @@ fn ramp_to(engine: &mut Engine, s: &mut dyn Signalling, plan: &Plan, target: usi
         let now = Instant::now();
         let (bridged, pending) = (s.bridged(), s.pending());
         if bridged >= target {
-            return Ok(started.elapsed().as_secs_f64());
+            let secs = started.elapsed().as_secs_f64();
+            return Ok(Ramp {
+                secs,
+                calls: missing,
+                tree_cpu_secs: (server_tree_cpu(plan) - cpu_before).max(0.0),
+            });
         }
         if now >= deadline {
             return Err(format!(
@@ -142,7 +184,7 @@ fn measure(
     plan: &Plan,
     calls: usize,
     secs: f64,
-    ramp: f64,
+    ramp: Ramp,
 ) -> Step {
     let settle = Instant::now() + Duration::from_secs_f64(plan.settle_secs);
     pump(engine, s, settle);
@@ -181,15 +223,23 @@ fn measure(
         loadgen_cpu_pct: loadgen / wall * 100.0,
         server_core_busy_pct,
         media,
-        ramp_secs: ramp,
+        ramp_secs: ramp.secs,
+        ramp_calls: ramp.calls,
+        ramp_calls_per_s: ramp.per_s(),
+        ramp_server_tree_cpu_pct: ramp.cpu_pct(),
+        ramp_server_tree_cpu_us_per_call: ramp.cpu_us_per_call(),
     }
 }
 
 fn describe(label: &str, step: &Step) {
     let m = &step.media;
     say(&format!(
-        "{label} N={:5}  loss {:.3} % ({} silent streams)  jitter mean {:.2} p99 {:.2} max {:.2} ms  delay p50 {:.2} p99 {:.2} ms  server CPU {:5.1} % ({:.1} µs/call·s, core busy {:.0} %)  loadgen CPU {:5.1} % late {:.1} ms  {}",
+        "{label} N={:5}  ramp {} calls at {:.1}/s (server+PostgreSQL {:.0} % CPU, {:.0} µs/call)  loss {:.3} % ({} silent streams)  jitter mean {:.2} p99 {:.2} max {:.2} ms  delay p50 {:.2} p99 {:.2} ms  server CPU {:5.1} % ({:.1} µs/call·s, core busy {:.0} %)  loadgen CPU {:5.1} % late {:.1} ms  {}",
         step.calls,
+        step.ramp_calls,
+        step.ramp_calls_per_s,
+        step.ramp_server_tree_cpu_pct,
+        step.ramp_server_tree_cpu_us_per_call,
         m.loss_pct,
         m.silent_streams,
         m.jitter_mean_ms,
@@ -235,6 +285,10 @@ pub(crate) fn run(engine: &mut Engine, s: &mut dyn Signalling, plan: &Plan, labe
                     server_core_busy_pct: None,
                     media: WindowReport::default(),
                     ramp_secs: 0.0,
+                    ramp_calls: 0,
+                    ramp_calls_per_s: 0.0,
+                    ramp_server_tree_cpu_pct: 0.0,
+                    ramp_server_tree_cpu_us_per_call: 0.0,
                 });
                 break;
             }

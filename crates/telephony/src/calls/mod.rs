@@ -6,6 +6,31 @@
 //! we are the UAS — our To tag — and one where we are the UAC — our From tag), keeps the set
 //! of agents a call is ringing so two calls never ring the same agent, and gives the API a
 //! handle on every live call.
+//!
+//! ## Picking an agent (the ACD)
+//!
+//! A queued call's actor picks the longest-idle member who is available, registered, on no open
+//! call and not being rung for another call. Nothing queue-wide is locked on the way: callers
+//! entering one queue and calls picking agents in it never wait for each other.
+//!
+//! - **Who may be rung** is an indexed walk of the tenant's available agents in idle order that
+//!   stops after a few qualify (`db::calls::queue_candidates`, at most
+//!   `db::calls::CANDIDATE_LIMIT`), not a sorted list of every member on every attempt.
+//! - **On one node** the reservation is `Routes::busy_agents` ([`Calls::reserve_agent`]): an
+//!   agent in it is rung by one call only. It must be held until every INVITE sent to the agent
+//!   has its final answer (and a 2xx that crossed our CANCEL has been ACKed and ended with BYE):
+//!   the phone is busy until then, whatever the database says.
+//! - **Across nodes** the durable reservation is the agent's state row:
+//!   `db::calls::claim_agent` takes the longest-idle qualifying agent with
+//!   `for update skip locked` and writes `offer_call_id`/`offer_until` in the same statement, so
+//!   two nodes never claim one agent and neither waits for the other; `release_offer`, the
+//!   answer (`on_call`) and the end of the call clear it, and `offer_until` (ring timeout plus a
+//!   margin) lets a dead node's reservation lapse. A reservation that could not be written (the
+//!   database timed out) means no INVITE: the offer is made only after the claim committed.
+//!
+//! The actor (`call.rs`) still picks with `queue_candidates` plus the in-memory reservation;
+//! switching it to `claim_agent` (passing the round's tried agents as `exclude`) is what makes
+//! the pick multi-node safe.
 
 mod call;
 
