@@ -694,10 +694,15 @@ async fn attended_transfer_with_a_cancelled_consultation_then_a_three_way_call()
         .filter(|l| l["leg"] == "agent")
         .map(|l| (l["agent_id"].as_str().unwrap(), l["outcome"].as_str().unwrap()))
         .collect();
-    let (f, sec) = (first.id.to_string(), second.id.to_string());
+    let (f, sec, b) = (first.id.to_string(), second.id.to_string(), busy.id.to_string());
     assert_eq!(
         outcomes,
-        vec![(sec.as_str(), "consultation_ended"), (f.as_str(), "transferred"), (sec.as_str(), "completed")],
+        vec![
+            (b.as_str(), "busy"),
+            (sec.as_str(), "consultation_ended"),
+            (f.as_str(), "transferred"),
+            (sec.as_str(), "completed")
+        ],
         "{legs:?}"
     );
     let last = legs.last().unwrap();

@@ -162,6 +162,8 @@ struct Call {
     /// During an attended transfer: the transferring agent's leg, while `agent` is the leg to
     /// the person consulted (ringing or talking to the agent; the caller hears hold music).
     consulting: Option<AgentLeg>,
+    /// What the agent consulted (`extension 1002`, `number +1…`), for the CDR's transfer history.
+    consult_destination: Option<String>,
     /// The caller, the agent and the consulted person hear each other (3-way).
     conference: bool,
 }
@@ -523,6 +525,7 @@ async fn accept(
         reserved_originator,
         media_group,
         consulting: None,
+        consult_destination: None,
         conference: false,
         forks: Vec::new(),
     };
@@ -1363,8 +1366,9 @@ impl Call {
                 "transfer",
                 json!({ "message": "consultation failed; the agent has the caller back", "reason": reason }),
             );
-            let (destination, from) =
-                (format!("{leg} {cause}"), self.consulting.as_ref().and_then(|t| t.agent));
+            let destination = self.consult_destination.clone().unwrap_or_else(|| leg.to_owned());
+            let from = self.consulting.as_ref().and_then(|t| t.agent);
+            let reason = format!("{reason} ({cause})");
             self.back_to_transferor().await;
             self.record_transfer(
                 domain::events::TransferKind::Attended,
@@ -1974,6 +1978,7 @@ impl Call {
         let _ = media.unbridge(self.caller.media.id, transferor_media).await;
         let _ = media.play(self.caller.media.id, media::Playback::MusicOnHold).await;
         self.consulting = self.agent.take();
+        self.consult_destination = Some(destination.clone());
         let rung = match (&target, user) {
             (TransferTarget::Extension(_), Some(user)) => {
                 if self.calls.reserve_agent(user) {
@@ -1994,6 +1999,15 @@ impl Call {
         };
         if let Err(reason) = rung {
             self.back_to_transferor().await;
+            self.record_transfer(
+                domain::events::TransferKind::Attended,
+                &destination,
+                Some(from_agent),
+                false,
+                Some(&reason),
+                by,
+            )
+            .await;
             return Err(reason);
         }
         self.note(
