@@ -1,10 +1,11 @@
 // The call panel: waiting (with a dialer), ringing (answer/decline), calling out, in a call
 // (timer, mute, hold, keypad, blind transfer, consult → attended transfer or 3-way, hang up) and
 // the summary after it ends.
-import { useEffect, useId, useRef, useState, type FormEvent, type ReactNode } from 'react';
+import { useEffect, useRef, useState, type FormEvent, type ReactNode } from 'react';
 import { api } from '../api/client';
 import { describeError } from '../api/problem';
 import { Button } from '../components/ui';
+import { NumberField } from './NumberField';
 import { useSoftphone } from './SoftphoneProvider';
 import { callAbilities, callTimer, dtmfKey, KEYPAD, type Call, type MicState } from './state';
 
@@ -38,7 +39,6 @@ function IdlePanel({ hint, mic }: { hint: ReactNode; mic: MicState }) {
 /** Calls an extension, or an external number through the tenant's trunk. */
 function Dialer() {
   const phone = useSoftphone();
-  const id = useId();
   const [number, setNumber] = useState('');
   const [error, setError] = useState<string | null>(null);
   const registered = phone.state.registration.status === 'registered';
@@ -48,35 +48,16 @@ function Dialer() {
   };
   return (
     <form className="sp-transfer-form" onSubmit={submit} noValidate aria-label="Dialer">
-      <div className={`field${error ? ' field-invalid' : ''}`}>
-        <label htmlFor={`${id}-number`} className="field-label">
-          Number to call
-        </label>
-        <input
-          id={`${id}-number`}
-          className="input"
-          inputMode="tel"
-          autoComplete="off"
-          placeholder="1001 or +4930123456"
-          value={number}
-          onChange={(e) => {
-            setNumber(e.target.value);
-            setError(null);
-          }}
-          aria-invalid={error ? true : undefined}
-          aria-describedby={error ? `${id}-error` : `${id}-hint`}
-        />
-        {error ? (
-          <p id={`${id}-error`} className="field-error">
-            <span aria-hidden="true">⚠ </span>
-            {error}
-          </p>
-        ) : (
-          <p id={`${id}-hint`} className="field-hint">
-            An extension rings that agent; a number goes out with your company&apos;s caller id.
-          </p>
-        )}
-      </div>
+      <NumberField
+        label="Number to call"
+        value={number}
+        onChange={(value) => {
+          setNumber(value);
+          setError(null);
+        }}
+        error={error}
+        hint="An extension rings that agent; a number goes out with your company's caller id."
+      />
       <Button type="submit" variant="primary" disabled={!registered}>
         Call
       </Button>
@@ -298,7 +279,6 @@ function KeypadTray({ call, enabled, onKey }: { call: Call; enabled: boolean; on
 }
 
 function TransferTray({ call, enabled, onTransfer }: { call: Call; enabled: boolean; onTransfer: (target: string) => string | null }) {
-  const id = useId();
   const [target, setTarget] = useState('');
   const [error, setError] = useState<string | null>(null);
   const inputRef = useRef<HTMLInputElement>(null);
@@ -314,34 +294,15 @@ function TransferTray({ call, enabled, onTransfer }: { call: Call; enabled: bool
     <div className="sp-tray">
       <p className="sp-tray-title">Blind transfer</p>
       <form className="sp-transfer-form" onSubmit={submit} noValidate aria-label="Blind transfer">
-        <div className={`field${error ? ' field-invalid' : ''}`}>
-          <label htmlFor={`${id}-target`} className="field-label">
-            Extension or number
-          </label>
-          <input
-            ref={inputRef}
-            id={`${id}-target`}
-            name="target"
-            className="input"
-            inputMode="tel"
-            autoComplete="off"
-            placeholder="1001 or +4930123456"
-            value={target}
-            onChange={(e) => setTarget(e.target.value)}
-            aria-invalid={error ? true : undefined}
-            aria-describedby={error ? `${id}-error` : `${id}-hint`}
-          />
-          {error ? (
-            <p id={`${id}-error`} className="field-error">
-              <span aria-hidden="true">⚠ </span>
-              {error}
-            </p>
-          ) : (
-            <p id={`${id}-hint`} className="field-hint">
-              The caller goes straight to this destination; you leave the call.
-            </p>
-          )}
-        </div>
+        <NumberField
+          ref={inputRef}
+          label="Extension or number"
+          name="target"
+          value={target}
+          onChange={setTarget}
+          error={error}
+          hint="The caller goes straight to this destination; you leave the call."
+        />
         <Button type="submit" variant="primary" disabled={!enabled} busy={t.phase === 'sending' || t.phase === 'trying'}>
           Transfer
         </Button>
@@ -368,7 +329,6 @@ type ConsultPhase = 'idle' | 'starting' | 'consulting' | 'conference' | 'busy';
  * or go back to the caller.
  */
 function ConsultTray({ callId, enabled }: { callId: string; enabled: boolean }) {
-  const id = useId();
   const [target, setTarget] = useState('');
   const [phase, setPhase] = useState<ConsultPhase>('idle');
   const [consulted, setConsulted] = useState('');
@@ -403,21 +363,8 @@ function ConsultTray({ callId, enabled }: { callId: string; enabled: boolean }) 
       <p className="sp-tray-title">Consult, then transfer or 3-way</p>
       {phase === 'idle' || (phase === 'busy' && !consulted) ? (
         <form className="sp-transfer-form" onSubmit={start} noValidate aria-label="Consult">
-          <div className={`field${error ? ' field-invalid' : ''}`}>
-            <label htmlFor={`${id}-consult`} className="field-label">
-              Extension or number to consult
-            </label>
-            <input
-              id={`${id}-consult`}
-              className="input"
-              inputMode="tel"
-              autoComplete="off"
-              placeholder="1001 or +4930123456"
-              value={target}
-              onChange={(e) => setTarget(e.target.value)}
-              aria-invalid={error ? true : undefined}
-            />
-          </div>
+          {/* The reason for an error is the status line below (it may be the server's). */}
+          <NumberField label="Extension or number to consult" value={target} onChange={setTarget} invalid={Boolean(error)} />
           <Button type="submit" variant="primary" disabled={!enabled} busy={phase === 'busy'}>
             Consult
           </Button>
