@@ -19,6 +19,8 @@ const DID = '+4930123456';
 const CALLER = '+15550001111';
 const AGENT = { email: 'pia@phones.example', name: 'Pia Phone' };
 const MUTE_AGENT = { email: 'mo@phones.example', name: 'Mo Nomic' };
+/** Watches Dashboard → Agents while the softphone registers. */
+const SUPERVISOR = { email: 'sue@phones.example', name: 'Sue Pervisor' };
 /** Takes transferred calls; in no queue, so the queue only ever rings AGENT. */
 const TRANSFER_AGENT = { email: 'tom@phones.example', name: 'Tom Transfer' };
 
@@ -90,6 +92,7 @@ test.beforeAll(async ({ browser }) => {
   mkdirSync(join(RESULTS, 'screenshots'), { recursive: true });
   server = await startPhoneServer(RESULTS);
   agentId = await server.createUser(AGENT.email, 'agent', AGENT.name, PASSWORD);
+  await server.createUser(SUPERVISOR.email, 'supervisor', SUPERVISOR.name, PASSWORD);
   // The carrier's trunk admits INVITEs from 127.0.0.2 only; the DID rings the Support queue,
   // which records its calls.
   const trunk = await server.admin<{ id: string }>('POST', '/api/v1/trunks', {
@@ -123,7 +126,24 @@ const registration = (p: Page) => p.getByTestId('sip-registration');
 const callPanel = (p: Page) => p.getByTestId('call-panel');
 const myStatus = (p: Page) => p.getByTestId('my-status');
 
-test('the agent lands on Softphone, registers over WSS (green top-right icon) and goes Available', async () => {
+test('the agent lands on Softphone, registers over WSS (green top-right icon) and goes Available; a supervisor sees it live', async ({ browser }) => {
+  // A supervisor has Dashboard → Agents open in another browser before the phone registers. The
+  // page never polls: the registration reaches it as a change hint over the realtime socket.
+  const watcher = await browser.newContext({ baseURL: server.url });
+  const board = await watcher.newPage();
+  await board.goto('/login');
+  await submitPassword(board, SUPERVISOR.email, PASSWORD);
+  await expect(board).not.toHaveURL(/\/login$/);
+  await board.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Agents', exact: true }).click();
+  await expect(board).toHaveURL(/\/dashboard\/agents$/);
+  const card = board.getByRole('listitem').filter({ hasText: AGENT.name });
+  await expect(card.getByTestId('registration-indicator')).toHaveAttribute('data-state', 'red');
+  await expect(card.getByTestId('registration-indicator')).toContainText('Not registered');
+  await expect(board.locator('.sidebar [data-testid="live-indicator"]')).toHaveAttribute('data-status', 'connected');
+  await board.evaluate(() => {
+    (window as unknown as { __notReloaded: boolean }).__notReloaded = true;
+  });
+
   await page.goto('/login');
   await submitPassword(page, AGENT.email, PASSWORD);
   await expect(page).toHaveURL(/\/softphone$/);
@@ -149,6 +169,14 @@ test('the agent lands on Softphone, registers over WSS (green top-right icon) an
   expect((await server.admin<AgentJson>('GET', `/api/v1/agents/${agentId}`)).status).toBe('available');
   await shot(page, 'softphone-registered');
   await expectAccessible(page);
+
+  // The supervisor's board followed both without a reload: green within a few seconds of the
+  // registration (no 10 s polling left to hide behind), and Available from the status event.
+  await expect(card.getByTestId('registration-indicator')).toHaveAttribute('data-state', 'green', { timeout: 5_000 });
+  await expect(card.getByTestId('registration-indicator')).toContainText('Registered');
+  await expect(card).toContainText('Available', { timeout: 5_000 });
+  expect(await board.evaluate(() => (window as unknown as { __notReloaded?: boolean }).__notReloaded)).toBe(true);
+  await watcher.close();
 });
 
 test('status changes made elsewhere arrive over the realtime socket; a break needs a reason', async () => {

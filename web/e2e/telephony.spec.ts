@@ -139,14 +139,19 @@ test('SIP trunks: the CIDR editor, client and server errors, then OK and FAIL fr
   await expect(second).toBeHidden();
 
   // Live status from the real keepalive: OK for the carrier that answers, FAIL with the reason
-  // for the one that does not (the page refreshes itself every 10 s).
+  // for the one that does not. The page does not poll: each status change reaches it as a change
+  // hint over the realtime socket, and the page re-reads the list (same document, no reload).
   const one = page.getByRole('row').filter({ hasText: 'Carrier One' });
   const backup = page.getByRole('row').filter({ hasText: 'Backup carrier' });
   await expect(one).toContainText(`127.0.0.1:${carrier.port} · UDP`);
   await expect(one).toContainText('185.45.152.0/24');
   await expect(one).toContainText('+1 more');
+  await page.evaluate(() => {
+    (window as unknown as { __notReloaded: boolean }).__notReloaded = true;
+  });
   await expect(one.getByTestId('trunk-status')).toContainText('OK', { timeout: 40_000 });
   await expect(backup.getByTestId('trunk-status')).toContainText('FAIL', { timeout: 40_000 });
+  expect(await page.evaluate(() => (window as unknown as { __notReloaded?: boolean }).__notReloaded)).toBe(true);
   await expect(backup.getByTestId('trunk-status')).toContainText(/Timeout|Unreachable/);
   await expect(backup.getByTestId('trunk-status')).toContainText(/for \d+ s · since/);
   await expect(backup).toContainText('Outbound user acme-backup');
@@ -678,8 +683,12 @@ test('CDRs: filters, Call detail, and the Technical tab with timeline, codecs, R
 test('when the phone un-registers, the agent turns red again', async () => {
   await page.goto(`/settings/agents/${tinaId}`);
   await expect(page.getByTestId('registration-state')).toContainText('Registered');
+  // The un-REGISTER reaches the open page as a change hint: red without a reload.
+  await page.evaluate(() => {
+    (window as unknown as { __notReloaded: boolean }).__notReloaded = true;
+  });
   await phone?.close(rotatedPassword);
   phone = undefined;
-  await page.reload();
-  await expect(page.getByTestId('registration-state')).toContainText('Not registered', { timeout: 25_000 });
+  await expect(page.getByTestId('registration-state')).toContainText('Not registered', { timeout: 5_000 });
+  expect(await page.evaluate(() => (window as unknown as { __notReloaded?: boolean }).__notReloaded)).toBe(true);
 });

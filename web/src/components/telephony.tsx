@@ -9,7 +9,7 @@ import { Badge } from './ui';
 export function RegistrationIndicator({ registration, now, detail = true }: { registration: Registration; now?: Date; detail?: boolean }) {
   const v = registrationView(registration, now);
   return (
-    <span className="reg" title={v.detail}>
+    <span className="reg" title={v.detail} data-testid="registration-indicator" data-state={v.green ? 'green' : 'red'}>
       <span className={`reg-line ${v.green ? 'reg-green' : 'reg-red'}`}>
         <span className="reg-dot" aria-hidden="true" />
         {v.label}

@@ -1,4 +1,4 @@
-import { useState } from 'react';
+import { useMemo, useState } from 'react';
 import { Link, useParams } from 'react-router';
 import { api } from '../api/client';
 import { describeError } from '../api/problem';
@@ -15,16 +15,19 @@ import { trailFor } from '../lib/nav';
 import { useApi } from '../lib/useApi';
 import { useCursorPages } from '../lib/useCursorPages';
 import { useNow } from '../lib/useNow';
-import { usePolling } from '../lib/usePolling';
+import { agentInterest } from '../realtime/liveReload';
+import { useLiveReload } from '../realtime/useLiveReload';
 
 const PAGE_SIZE = 100;
+/** Agent lists re-read on any agent's registration hint or status event. */
+const ANY_AGENT = agentInterest();
 
 /** Settings → Agents: extensions and registration, for admins. */
 export function AgentsSettingsPage() {
   const pages = useCursorPages('agents');
   const list = useApi((signal) => api.get('/api/v1/agents', { query: { cursor: pages.cursor, limit: PAGE_SIZE }, signal }), pages.cursor ?? '');
   const queueNames = useQueueNames();
-  usePolling(list.reload, 10_000);
+  useLiveReload(list.reload, ANY_AGENT);
   const now = useNow();
 
   return (
@@ -152,7 +155,7 @@ export function AgentsDashboardPage() {
 
 function AgentsBoard() {
   const list = useApi((signal) => api.get('/api/v1/agents', { query: { limit: 200 }, signal }), 'board');
-  usePolling(list.reload, 10_000);
+  useLiveReload(list.reload, ANY_AGENT);
   const queueNames = useQueueNames();
   const now = useNow();
   const agents = list.data
@@ -168,7 +171,7 @@ function AgentsBoard() {
       <PageHeader
         title="Agents"
         trail={trailFor('/dashboard/agents')}
-        description="Who can take calls right now: an agent is offered calls when Available with a registered phone (green). Updated every 10 seconds."
+        description="Who can take calls right now: an agent is offered calls when Available with a registered phone (green). Updated live."
       />
       {list.error && !list.data ? (
         <ErrorState error={list.error} onRetry={list.reload} />
@@ -248,7 +251,7 @@ function AgentDetail({ id, base, self = false }: { id: string; base: string; sel
   const me = useMe();
   const agent = useApi((signal) => api.get('/api/v1/agents/{id}', { path: { id }, signal }), id);
   const queueNames = useQueueNames();
-  usePolling(agent.reload, 10_000);
+  useLiveReload(agent.reload, useMemo(() => agentInterest(id), [id]));
   const now = useNow();
   const [flash, setFlash] = useState<string | null>(null);
   const canSeeCredentials = self || me.role === 'admin';

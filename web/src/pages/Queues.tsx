@@ -40,7 +40,8 @@ import {
 } from '../lib/queues';
 import { useApi } from '../lib/useApi';
 import { useCursorPages } from '../lib/useCursorPages';
-import { usePolling } from '../lib/usePolling';
+import { agentInterest } from '../realtime/liveReload';
+import { useLiveReload } from '../realtime/useLiveReload';
 
 const PAGE_SIZE = 50;
 
@@ -48,6 +49,9 @@ interface Lookups {
   queues: Queue[];
   agents: Agent[];
 }
+
+/** Queue pages re-read agents on any agent's registration hint or status event. */
+const ANY_AGENT = agentInterest();
 
 function useLookups() {
   return useApi<Lookups>(async (signal) => {
@@ -71,6 +75,8 @@ export function QueuesPage() {
   const list = useApi((signal) => api.get('/api/v1/queues', { query: { cursor: pages.cursor, limit: PAGE_SIZE }, signal }), pages.cursor ?? '');
   const lookups = useLookups();
   const [dialog, setDialog] = useState<{ mode: 'create' } | { mode: 'edit'; queue: Queue } | null>(null);
+  // "Ready" counts follow agents' status and registration live, except under an open dialog.
+  useLiveReload(lookups.reload, ANY_AGENT, { paused: dialog !== null });
   const [flash, setFlash] = useState<string | null>(null);
   const names = namesFrom(lookups.data);
   // Members come with the agents (queue_ids), so one list answers "who is in each queue".
@@ -406,8 +412,11 @@ export function QueueDetailPage() {
     `members-${id}`,
   );
   const lookups = useLookups();
-  usePolling(members.reload, 10_000);
   const [editing, setEditing] = useState(false);
+  // Members' status and registration follow the realtime channel; the agents behind the edit
+  // dialog's choices wait for it to close.
+  useLiveReload(members.reload, ANY_AGENT);
+  useLiveReload(lookups.reload, ANY_AGENT, { paused: editing });
   const [flash, setFlash] = useState<string | null>(null);
   const [adding, setAdding] = useState('');
   const [addError, setAddError] = useState<string | undefined>();

@@ -39,9 +39,12 @@ import {
 import { useApi } from '../lib/useApi';
 import { useCursorPages } from '../lib/useCursorPages';
 import { useNow } from '../lib/useNow';
-import { usePolling } from '../lib/usePolling';
+import { HINT_RESOURCES } from '../realtime/events';
+import { hintsAbout } from '../realtime/liveReload';
+import { useLiveReload } from '../realtime/useLiveReload';
 
 const PAGE_SIZE = 50;
+const TRUNK_STATUS = { hint: hintsAbout(HINT_RESOURCES.trunkStatus) };
 
 export function TrunksPage() {
   const pages = useCursorPages('trunks');
@@ -54,8 +57,9 @@ export function TrunksPage() {
   const [dialog, setDialog] = useState<{ mode: 'create' } | { mode: 'edit'; trunk: Trunk } | null>(null);
   const [flash, setFlash] = useState<string | null>(null);
   const now = useNow(5_000);
-  // The keepalive checks every 10 s; keep the status column current while nobody is editing.
-  usePolling(list.reload, 10_000, dialog === null);
+  // The status column follows the keepalive live (change hints); while a dialog is open the
+  // re-read waits for it to close.
+  useLiveReload(list.reload, TRUNK_STATUS, { paused: dialog !== null });
 
   const numbersOn = (id: string) => dids.data?.filter((d) => d.trunk_id === id).length ?? 0;
 

@@ -1,5 +1,5 @@
 // One Socket.IO connection per signed-in tab, shared by every page: the server pushes the tenant's
-// events (`event`) to it. The handshake is authenticated like a REST request: the HttpOnly session
+// events (`event`) and change hints (`changed`: `{resource, id}`, "re-read this over REST") to it. The handshake is authenticated like a REST request: the HttpOnly session
 // cookie travels with it (same origin), so no token is kept in script; a caller that has a token
 // (an API key on a wall display) can pass it as `token` and it goes in `auth: { token }`.
 //
@@ -13,9 +13,10 @@ import { createContext, useCallback, useContext, useEffect, useMemo, useRef, use
 import { io, type Socket } from 'socket.io-client';
 import { useAuth } from '../auth/session';
 import { parseRefusal, retryDelayMs, type RealtimeStatus } from './connection';
-import { isSivoEvent, type SivoEvent } from './events';
+import { isChangeHint, isSivoEvent, type ChangeHint, type SivoEvent } from './events';
 
 type Listener = (event: SivoEvent) => void;
+type HintListener = (hint: ChangeHint) => void;
 
 export interface RealtimeValue {
   status: RealtimeStatus;
@@ -25,6 +26,8 @@ export interface RealtimeValue {
   connectionId: number;
   /** Calls `listener` for every event pushed; returns the unsubscribe function. */
   subscribe: (listener: Listener) => () => void;
+  /** Calls `listener` for every change hint pushed; returns the unsubscribe function. */
+  subscribeHints: (listener: HintListener) => () => void;
 }
 
 const RealtimeContext = createContext<RealtimeValue | null>(null);
@@ -39,6 +42,7 @@ export function RealtimeProvider({ enabled, token, children }: { enabled: boolea
   const { refresh } = useAuth();
   const [state, setState] = useState<State>({ status: 'connecting', connectionId: 0 });
   const listeners = useRef(new Set<Listener>());
+  const hintListeners = useRef(new Set<HintListener>());
   const refreshRef = useRef(refresh);
   useEffect(() => {
     refreshRef.current = refresh;
@@ -95,14 +99,10 @@ export function RealtimeProvider({ enabled, token, children }: { enabled: boolea
     socket.io.on('reconnect_attempt', () => setState((s) => ({ ...s, status: 'reconnecting' })));
     socket.on('session_ended', () => void refreshRef.current());
     socket.on('event', (value: unknown) => {
-      if (!isSivoEvent(value)) return;
-      for (const listener of listeners.current) {
-        try {
-          listener(value);
-        } catch (e) {
-          console.error('realtime listener failed', e);
-        }
-      }
+      if (isSivoEvent(value)) notify(listeners.current, value);
+    });
+    socket.on('changed', (value: unknown) => {
+      if (isChangeHint(value)) notify(hintListeners.current, value);
     });
 
     return () => {
@@ -120,13 +120,19 @@ export function RealtimeProvider({ enabled, token, children }: { enabled: boolea
       listeners.current.delete(listener);
     };
   }, []);
+  const subscribeHints = useCallback((listener: HintListener) => {
+    hintListeners.current.add(listener);
+    return () => {
+      hintListeners.current.delete(listener);
+    };
+  }, []);
 
   const value = useMemo<RealtimeValue>(
     () =>
       enabled
-        ? { status: state.status, error: state.error, connectionId: state.connectionId, subscribe }
-        : { status: 'idle', connectionId: state.connectionId, subscribe },
-    [enabled, state, subscribe],
+        ? { status: state.status, error: state.error, connectionId: state.connectionId, subscribe, subscribeHints }
+        : { status: 'idle', connectionId: state.connectionId, subscribe, subscribeHints },
+    [enabled, state, subscribe, subscribeHints],
   );
   return <RealtimeContext.Provider value={value}>{children}</RealtimeContext.Provider>;
 }
@@ -136,7 +142,17 @@ export function useRealtime(): RealtimeValue {
   return useContext(RealtimeContext) ?? IDLE;
 }
 
-const IDLE: RealtimeValue = { status: 'idle', connectionId: 0, subscribe: () => () => {} };
+function notify<T>(listeners: Set<(value: T) => void>, value: T) {
+  for (const listener of listeners) {
+    try {
+      listener(value);
+    } catch (e) {
+      console.error('realtime listener failed', e);
+    }
+  }
+}
+
+const IDLE: RealtimeValue = { status: 'idle', connectionId: 0, subscribe: () => () => {}, subscribeHints: () => () => {} };
 
 /** Calls `listener` for each pushed event while mounted (the latest `listener` is always used). */
 export function useRealtimeEvents(listener: Listener) {
@@ -146,4 +162,14 @@ export function useRealtimeEvents(listener: Listener) {
     ref.current = listener;
   });
   useEffect(() => subscribe((e) => ref.current(e)), [subscribe]);
+}
+
+/** Calls `listener` for each pushed change hint while mounted (the latest `listener` is always used). */
+export function useRealtimeHints(listener: HintListener) {
+  const { subscribeHints } = useRealtime();
+  const ref = useRef(listener);
+  useEffect(() => {
+    ref.current = listener;
+  });
+  useEffect(() => subscribeHints((h) => ref.current(h)), [subscribeHints]);
 }

@@ -1,6 +1,8 @@
 // The realtime events the server pushes over Socket.IO (event name `event`): exactly the webhook
 // body, an envelope `{id, type, tenant_id, created_at, data}` (crates/domain/src/events.rs).
 // Only the types the UI reads are spelled out; the others arrive as `OtherEvent`.
+// And the change hints (event name `changed`): `{resource, id}`, "this changed, re-read it", for
+// what has no event of its own (crates/api/src/realtime.rs).
 import type { Schemas } from '../api/client';
 
 type AgentStatus = Schemas['AgentStatus'];
@@ -69,4 +71,27 @@ export function isSivoEvent(value: unknown): value is SivoEvent {
     typeof v.data === 'object' &&
     v.data !== null
   );
+}
+
+/** The resources a change hint names (db::outbox::Changed). */
+export const HINT_RESOURCES = {
+  /** An agent's SIP registration; the id is the agent's user id. */
+  agentRegistration: 'agent.registration',
+  /** A trunk's keepalive status; the id is the trunk id. */
+  trunkStatus: 'trunk.status',
+} as const;
+
+/**
+ * A change hint: `resource` changed for `id`; a null `id` means any of them may have (sent after
+ * the server's own listening connection came back).
+ */
+export interface ChangeHint {
+  resource: string;
+  id: string | null;
+}
+
+export function isChangeHint(value: unknown): value is ChangeHint {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return typeof v.resource === 'string' && (typeof v.id === 'string' || v.id === null);
 }
