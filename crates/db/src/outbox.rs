@@ -96,7 +96,12 @@ impl Changed {
 
 /// Announces on [`CHANGES_CHANNEL`] that `resource` changed; PostgreSQL delivers it only if the
 /// caller's transaction commits.
-pub async fn notify_changed(conn: &mut PgConnection, tenant: TenantId, resource: Changed, id: Uuid) -> Result<()> {
+pub async fn notify_changed(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    resource: Changed,
+    id: Uuid,
+) -> Result<()> {
     sqlx::query("select pg_notify($1, $2)")
         .bind(CHANGES_CHANNEL)
         .bind(format!("{}:{}:{}", tenant.as_uuid(), resource.as_str(), id))
