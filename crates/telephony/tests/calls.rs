@@ -960,13 +960,9 @@ async fn every_phone_of_the_agent_rings_and_the_first_to_answer_takes_the_call()
 /// The queue rings the agent's phone (180) for call 1; the caller hangs up, so the B2BUA sends
 /// CANCEL; but the phone had answered — its 200 crossed the CANCEL and is still on its way (the
 /// test holds it). Until that 200 arrives and is ACKed and ended with BYE, the phone is
-/// off-hook with call 1, and call 2 must not ring it. Today the agent is freed when the CANCEL
-/// is *sent* (`close_leg` in `calls/call.rs` releases it), so call 2's INVITE reaches the phone
-/// at once: a double offer. The fix belongs in `calls/call.rs` (free the agent on the cancelled
-/// INVITE's final answer, or its BYE's, not on the CANCEL); until it lands the test is ignored.
-/// Run it with `cargo test -p telephony --test calls -- --ignored no_second_offer`.
+/// off-hook with call 1, and call 2 must not ring it. (The agent used to be freed when the
+/// CANCEL was sent, so call 2's INVITE reached the phone at once: a double offer.)
 #[tokio::test]
-#[ignore = "issue #5: fails until calls/call.rs frees an agent only on the cancelled INVITE's final answer"]
 async fn no_second_offer_while_the_answer_to_a_cancelled_invite_is_in_flight() {
     use sip::{HeaderName, Message, Method, StatusCode};
     let s = setup(20).await;
@@ -1005,7 +1001,8 @@ async fn no_second_offer_while_the_answer_to_a_cancelled_invite_is_in_flight() {
     assert!(first.await.unwrap(), "call 1's carrier failed");
 
     // Call 2 arrives while the phone is off-hook with call 1.
-    let second = tokio::spawn(carrier_at(s.server.udp_addr(), "carrier_call.xml", 200));
+    // Its caller waits in the queue long enough to be offered once the phone is free.
+    let second = tokio::spawn(carrier_at(s.server.udp_addr(), "carrier_call.xml", 9000));
     let mut buf = vec![0u8; 65_536];
     let quiet_until = tokio::time::Instant::now() + Duration::from_secs(4);
     while let Ok(received) = tokio::time::timeout_at(quiet_until, phone.socket.recv_from(&mut buf)).await {

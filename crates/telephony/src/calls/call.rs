@@ -102,6 +102,9 @@ impl std::fmt::Debug for HandedLeg {
 /// An agent INVITE we cancelled, until its final answer arrives.
 struct CancelledInvite {
     transaction: TransactionId,
+    /// The agent stays reserved until then: the phone may have answered before our CANCEL
+    /// reached it, and must not be offered another call while that 2xx is in flight.
+    agent: Option<UserId>,
     invite: Request,
     peer: Peer,
     local: SocketAddr,
@@ -2411,8 +2414,12 @@ impl Call {
         ) {
             self.calls.remove_dialog(call_id, &tag);
         }
+        let awaiting_answer = agent.state == AgentState::Cancelling && agent.dialog.is_none();
         if let Some(user) = agent.agent.filter(|_| release) {
-            self.calls.release_agent(user);
+            // A cancelled INVITE frees its agent when its final answer comes (`settle_cancelled`).
+            if !awaiting_answer {
+                self.calls.release_agent(user);
+            }
             self.calls.agent_left_group(user, self.media_group);
         }
         self.past_legs.push(json!({
@@ -2427,9 +2434,10 @@ impl Call {
         }));
         // A cancelled leg still owes us its 487; keep listening for its transaction so a
         // 2xx that crossed our CANCEL can be ACKed and BYEd (§9.1).
-        if agent.state == AgentState::Cancelling && agent.dialog.is_none() {
+        if awaiting_answer {
             self.cancelled.push(CancelledInvite {
                 transaction: agent.transaction,
+                agent: agent.agent.filter(|_| release),
                 invite: agent.invite,
                 peer: agent.peer,
                 local: agent.local,
@@ -2438,10 +2446,12 @@ impl Call {
         }
     }
 
-    /// A final answer to an INVITE we cancelled: a 2xx is ACKed and ended with BYE.
+    /// A final answer to an INVITE we cancelled: a 2xx is ACKed and ended with BYE. Either
+    /// way (or on the transaction's timeout) its agent is free again.
     async fn cancelled_answer(&mut self, index: usize, event: ClientEvent) {
         let ClientEventKind::Response(response) = event.kind else {
-            self.cancelled.swap_remove(index);
+            let entry = self.cancelled.swap_remove(index);
+            self.settle_cancelled(&entry);
             return;
         };
         if !response.status.is_final() {
@@ -2449,16 +2459,26 @@ impl Call {
         }
         let entry = self.cancelled.swap_remove(index);
         if !response.status.is_success() {
+            self.settle_cancelled(&entry);
             return;
         }
-        if let Ok(mut dialog) = Dialog::new_uac(&entry.invite, &response, entry.local_contact) {
+        if let Ok(mut dialog) = Dialog::new_uac(&entry.invite, &response, entry.local_contact.clone()) {
             let core = &self.calls.ctx.core;
             let seq = entry.invite.headers.cseq().map(|c| c.seq).unwrap_or(1);
             let ack = dialog.create_ack(seq, &via_for(entry.local, &entry.peer.transport));
             core.send_stateless(entry.peer.clone(), sip::Message::Request(ack)).await;
             let bye = dialog.create_request(Method::Bye, &via_for(entry.local, &entry.peer.transport));
-            let _ = core.start(bye, entry.peer, self.client_tx.clone()).await;
+            let _ = core.start(bye, entry.peer.clone(), self.client_tx.clone()).await;
             self.note("agent", "sip", json!({ "message": "2xx crossed our CANCEL: ACK and BYE" }));
+        }
+        // The BYE is on its way before any next offer could be.
+        self.settle_cancelled(&entry);
+    }
+
+    /// A cancelled INVITE has its final answer (or never will): its agent may be offered calls.
+    fn settle_cancelled(&self, entry: &CancelledInvite) {
+        if let Some(user) = entry.agent {
+            self.calls.release_agent(user);
         }
     }
 
@@ -2579,8 +2599,10 @@ impl Call {
             }
         }
         // An agent INVITE we cancelled may still be answered with a 2xx that crossed the
-        // CANCEL; stay a moment to ACK and BYE it rather than leave the phone off-hook.
-        let linger = Instant::now() + std::time::Duration::from_secs(4);
+        // CANCEL; stay to ACK and BYE it rather than leave the phone off-hook, and keep its
+        // agent reserved until then. A phone that never answers is given up on with the
+        // INVITE transaction itself (Timer B, 64·T1 = 32 s); usually the 487 comes at once.
+        let linger = Instant::now() + std::time::Duration::from_secs(34);
         while !self.cancelled.is_empty() {
             match tokio::time::timeout_at(linger, self.client_rx.recv()).await {
                 Ok(Some(event)) => {
@@ -2590,6 +2612,10 @@ impl Call {
                 }
                 _ => break,
             }
+        }
+        // Phones that never answered our CANCEL: nothing more to wait for on this call.
+        for entry in std::mem::take(&mut self.cancelled) {
+            self.settle_cancelled(&entry);
         }
     }
 
