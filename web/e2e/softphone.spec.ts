@@ -62,15 +62,34 @@ interface AgentJson {
   registration: { state: string; transport: string | null; user_agent: string | null };
 }
 
-/** Keeps the RTCPeerConnections the page creates, for getStats from the test. */
+/**
+ * Keeps the RTCPeerConnections the page creates, for getStats from the test. With
+ * `window.__opusOnly` set, offers list only Opus and telephone-events (standard
+ * setCodecPreferences, as a browser without G.711 would offer).
+ */
 const CAPTURE_PCS = () => {
-  const w = window as unknown as { __pcs: RTCPeerConnection[]; RTCPeerConnection: typeof RTCPeerConnection };
+  const w = window as unknown as {
+    __pcs: RTCPeerConnection[];
+    __opusOnly?: boolean;
+    RTCPeerConnection: typeof RTCPeerConnection;
+  };
   w.__pcs = [];
   const Original = w.RTCPeerConnection;
   w.RTCPeerConnection = class extends Original {
     constructor(...args: ConstructorParameters<typeof RTCPeerConnection>) {
       super(...args);
       w.__pcs.push(this);
+    }
+    override createOffer(options?: RTCOfferOptions): Promise<RTCSessionDescriptionInit> {
+      if (w.__opusOnly) {
+        const codecs = (RTCRtpReceiver.getCapabilities('audio')?.codecs ?? []).filter((c) =>
+          /opus|telephone-event/i.test(c.mimeType),
+        );
+        for (const t of this.getTransceivers()) {
+          if (t.receiver.track.kind === 'audio') t.setCodecPreferences(codecs);
+        }
+      }
+      return super.createOffer(options);
     }
   };
 };
@@ -480,6 +499,49 @@ test('the agent dials an external number: it leaves through the trunk with the t
   expect(Number(far?.rtp.packets_received), JSON.stringify(legs)).toBeGreaterThan(50);
   expect(Number(mine?.rtp.packets_sent), JSON.stringify(legs)).toBeGreaterThan(50);
   await page.getByRole('button', { name: 'Dismiss' }).click();
+});
+
+test('a browser that offers only Opus talks to the G.711 caller through the transcoder', async () => {
+  test.setTimeout(120_000);
+  await page.evaluate(() => {
+    (window as unknown as { __opusOnly: boolean }).__opusOnly = true;
+  });
+  try {
+    const call = await carrierCall({ sipPort: server.sipPort, did: DID, plays: 3, workDir: server.dataDir, caller: CALLER });
+    await expect(callPanel(page)).toHaveAttribute('data-phase', 'ringing', { timeout: 20_000 });
+    const callId = (await callPanel(page).getAttribute('data-call-id')) ?? '';
+    await page.getByRole('button', { name: 'Answer' }).click();
+    await expect(callPanel(page)).toHaveAttribute('data-phase', 'active', { timeout: 20_000 });
+    // The caller's PCMA voice, decoded and encoded as Opus, plays in the browser.
+    await expect
+      .poll(async () => (await rtpStats(page)).inboundEnergy, { timeout: 20_000, message: 'no audio energy from the caller' })
+      .toBeGreaterThan(0.001);
+    expect((await rtpStats(page)).codec).toMatch(/opus/i);
+    await expect.poll(async () => (await rtpStats(page)).inboundPackets, { timeout: 10_000 }).toBeGreaterThan(100);
+    const { code, output } = await call.done;
+    expect(code, output).toBe(0);
+    await expect(page.getByTestId('call-end-reason')).toHaveText('The caller hung up.', { timeout: 15_000 });
+
+    const cdr = await cdrWhenEnded(callId);
+    const legs = cdr.legs as { leg: string; outcome: string; codec: string; rtp: Record<string, number | string> }[];
+    const caller = legs.find((l) => l.leg === 'caller');
+    const agentLeg = legs.find((l) => l.leg === 'agent' && l.outcome === 'completed');
+    expect(agentLeg?.codec, JSON.stringify(legs)).toBe('opus/48000/2');
+    expect(caller?.codec, JSON.stringify(legs)).toBe('PCMA/8000');
+    expect(Number(agentLeg!.rtp.packets_received)).toBeGreaterThan(100);
+    expect(Number(agentLeg!.rtp.packets_sent)).toBeGreaterThan(100);
+    // The browser's Opus (the fake microphone's beeps) decoded into the recording's right channel.
+    const recording = cdr.recording as { path?: string } | null;
+    expect(recording?.path, JSON.stringify(cdr)).toBeTruthy();
+    const [left, right] = channelRms(readFileSync(recording!.path!));
+    expect(left, 'caller channel silent').toBeGreaterThan(100);
+    expect(right, 'agent (Opus) channel silent').toBeGreaterThan(100);
+    await page.getByRole('button', { name: 'Dismiss' }).click();
+  } finally {
+    await page.evaluate(() => {
+      (window as unknown as { __opusOnly: boolean }).__opusOnly = false;
+    });
+  }
 });
 
 test('a blocked microphone is explained clearly', async ({ browser }) => {
