@@ -80,18 +80,17 @@ const CAPTURE_PCS = () => {
       super(...args);
       w.__pcs.push(this);
     }
-    override createOffer(options?: RTCOfferOptions): Promise<RTCSessionDescriptionInit> {
-      if (w.__opusOnly) {
-        const codecs = (RTCRtpReceiver.getCapabilities('audio')?.codecs ?? []).filter((c) =>
-          /opus|telephone-event/i.test(c.mimeType),
-        );
-        for (const t of this.getTransceivers()) {
-          if (t.receiver.track.kind === 'audio') t.setCodecPreferences(codecs);
-        }
-      }
-      return super.createOffer(options);
-    }
   };
+  const createOffer = Original.prototype.createOffer as (this: RTCPeerConnection, ...args: unknown[]) => Promise<RTCSessionDescriptionInit>;
+  Original.prototype.createOffer = function (this: RTCPeerConnection, ...args: unknown[]) {
+    if (w.__opusOnly) {
+      const codecs = (RTCRtpReceiver.getCapabilities('audio')?.codecs ?? []).filter((c) => /opus|telephone-event/i.test(c.mimeType));
+      for (const t of this.getTransceivers()) {
+        if (t.receiver.track.kind === 'audio') t.setCodecPreferences(codecs);
+      }
+    }
+    return createOffer.apply(this, args);
+  } as typeof Original.prototype.createOffer;
 };
 
 async function newAgentContext(browser: Browser, init?: () => void): Promise<{ context: BrowserContext; page: Page }> {
