@@ -337,7 +337,9 @@ pub struct Registered {
 #[derive(sqlx::FromRow)]
 struct RegisteredRow {
     allowed: bool,
-    changed: bool,
+    removed: i64,
+    /// Whether the row is one this statement wrote (else it is as it was before).
+    written: Option<bool>,
     id: Option<Uuid>,
     contact: Option<String>,
     expires_at: Option<DateTime<Utc>>,
@@ -358,36 +360,40 @@ struct RegisteredRow {
 /// §10.3 step 7). Contacts must be unique within `r.contacts` (PostgreSQL cannot update a row
 /// twice in one statement).
 pub async fn register(conn: &mut PgConnection, r: &Registration<'_>) -> Result<Registered> {
-    let ids: Vec<Uuid> = r.contacts.iter().map(|_| Uuid::now_v7()).collect();
-    let contacts: Vec<&str> = r.contacts.iter().map(|c| c.contact.as_str()).collect();
-    let expires: Vec<Option<DateTime<Utc>>> = r.contacts.iter().map(|c| c.expires_at).collect();
-    let qs: Vec<Option<f32>> = r.contacts.iter().map(|c| c.q).collect();
+    let adds: Vec<&WantedBinding> = r.contacts.iter().filter(|c| c.expires_at.is_some()).collect();
+    let removes: Vec<&str> =
+        r.contacts.iter().filter(|c| c.expires_at.is_none()).map(|c| c.contact.as_str()).collect();
+    let ids: Vec<Uuid> = adds.iter().map(|_| Uuid::now_v7()).collect();
+    let add_contacts: Vec<&str> = adds.iter().map(|c| c.contact.as_str()).collect();
+    let add_expires: Vec<DateTime<Utc>> = adds.iter().filter_map(|c| c.expires_at).collect();
+    let add_qs: Vec<Option<f32>> = adds.iter().map(|c| c.q).collect();
     // Data-modifying CTEs all see the snapshot taken before the statement (`cur`), never each
-    // other's effects; so the purge leaves alone the contacts this request refreshes (deleting
-    // and upserting one row in one statement is an error), and the result is assembled from
-    // `cur` and what the upsert returned.
+    // other's effects; so the purge leaves alone the contacts this request adds (deleting and
+    // upserting one row in one statement is an error), and the caller gets the rows as they
+    // were and as written, and assembles the result. The request's contacts come as arrays
+    // rather than a joined table: sub-plans cost more to set up on every execution than the
+    // statement's actual work on a handful of rows.
     let rows: Vec<RegisteredRow> = sqlx::query_as(
-        "with req as (
-             select * from unnest($3::uuid[], $4::text[], $5::timestamptz[], $6::real[]) as r(id, contact, expires_at, q)),
-         cur as (
+        "with cur as (
              select id, contact, expires_at, call_id, cseq, q, transport, source, node_id, connection_id, user_agent
                from sip_registrations where user_id = $1),
          verdict as (
-             select (select count(*) from cur c where c.expires_at > $14 and not $7
-                        and c.contact not in (select contact from req where expires_at is null))
-                  + (select count(*) from req where expires_at is not null
-                        and contact not in (select contact from cur where expires_at > $14)) <= $15 as ok),
+             select count(*) filter (where expires_at > $13 and not $6 and contact <> all($5))
+                  + cardinality($4::text[])
+                  - count(*) filter (where expires_at > $13 and contact = any($4)) <= $14 as ok
+               from cur),
          removed as (
              delete from sip_registrations s
-              where (select ok from verdict) and s.user_id = $1
-                and ($7 or s.expires_at <= $14 or s.contact in (select contact from req where expires_at is null))
-                and s.contact not in (select contact from req where expires_at is not null)
-             returning s.contact),
+              where s.user_id = $1 and (select ok from verdict)
+                and ($6 or s.expires_at <= $13 or s.contact = any($5))
+                and s.contact <> all($4)
+             returning 1),
          upserted as (
              insert into sip_registrations (id, tenant_id, user_id, contact, expires_at, call_id, cseq, q, transport,
                                             source, node_id, connection_id, user_agent, created_at, updated_at)
-             select req.id, $2, $1, req.contact, req.expires_at, $8, $9, req.q, $10, $11, $12, $13, $16, $14, $14
-               from req where req.expires_at is not null and (select ok from verdict)
+             select a.id, $2, $1, a.contact, a.expires_at, $7, $8, a.q, $9, $10, $11, $12, $15, $13, $13
+               from unnest($3::uuid[], $4::text[], $16::timestamptz[], $17::real[]) as a(id, contact, expires_at, q)
+              where (select ok from verdict)
              on conflict (tenant_id, user_id, contact) do update set
                  expires_at = excluded.expires_at, call_id = excluded.call_id, cseq = excluded.cseq, q = excluded.q,
                  transport = excluded.transport, source = excluded.source, node_id = excluded.node_id,
@@ -395,28 +401,16 @@ pub async fn register(conn: &mut PgConnection, r: &Registration<'_>) -> Result<R
                  updated_at = excluded.updated_at
              where not (sip_registrations.call_id = excluded.call_id and sip_registrations.cseq >= excluded.cseq
                         and sip_registrations.expires_at > excluded.updated_at)
-             returning id, contact, expires_at, call_id, cseq, q, transport, source, node_id, connection_id, user_agent),
-         result as (
-             select * from upserted
-             union all
-             select c.* from cur c
-              where c.expires_at > $14 and not $7 and c.contact not in (select contact from upserted)
-                and c.contact not in (select contact from req where expires_at is null))
-         select (select ok from verdict) as allowed,
-                (exists (select 1 from removed)
-                 or exists (select 1 from upserted u left join cur c on c.contact = u.contact
-                             where c.contact is null or c.expires_at <= $14 or c.transport <> u.transport
-                                or c.node_id <> u.node_id or c.connection_id is distinct from u.connection_id
-                                or c.user_agent is distinct from u.user_agent)) as changed,
-                result.*
-           from (select 1) one left join result on true",
+             returning id, contact, expires_at, call_id, cseq, q, transport, source, node_id, connection_id, user_agent)
+         select (select ok from verdict) as allowed, (select count(*) from removed) as removed, b.*
+           from (select 1) one
+           left join (select false as written, * from cur union all select true, * from upserted) b on true",
     )
     .bind(r.user.as_uuid())
     .bind(r.tenant.as_uuid())
     .bind(&ids)
-    .bind(&contacts)
-    .bind(&expires)
-    .bind(&qs)
+    .bind(&add_contacts)
+    .bind(&removes)
     .bind(r.wildcard)
     .bind(r.call_id)
     .bind(r.cseq)
@@ -427,13 +421,16 @@ pub async fn register(conn: &mut PgConnection, r: &Registration<'_>) -> Result<R
     .bind(r.now)
     .bind(i64::try_from(r.max_bindings).unwrap_or(i64::MAX))
     .bind(r.user_agent)
+    .bind(&add_expires)
+    .bind(&add_qs)
     .fetch_all(conn)
     .await?;
-    let allowed = rows.first().is_some_and(|r| r.allowed);
-    let changed = rows.first().is_some_and(|r| r.changed);
-    let bindings = rows
-        .into_iter()
-        .filter_map(|row| {
+    let allowed = rows.first().is_some_and(|row| row.allowed);
+    let removed = rows.first().map_or(0, |row| row.removed);
+    let (mut before, mut written) = (Vec::new(), Vec::new());
+    for row in rows {
+        let fresh = row.written;
+        let Some(b) = (|| {
             Some(BindingRow {
                 id: row.id?,
                 contact: row.contact?,
@@ -447,8 +444,35 @@ pub async fn register(conn: &mut PgConnection, r: &Registration<'_>) -> Result<R
                 connection_id: row.connection_id,
                 user_agent: row.user_agent,
             })
-        })
-        .collect();
+        })() else {
+            continue;
+        };
+        if fresh == Some(true) { written.push(b) } else { before.push(b) }
+    }
+    // A change others see: something removed or purged, a binding new (or revived after its
+    // expiry), or one that moved to another transport, node, connection or user agent.
+    let changed = removed > 0
+        || written.iter().any(|w| {
+            before.iter().find(|b| b.contact == w.contact).is_none_or(|b| {
+                b.expires_at <= r.now
+                    || b.transport != w.transport
+                    || b.node_id != w.node_id
+                    || b.connection_id != w.connection_id
+                    || b.user_agent != w.user_agent
+            })
+        });
+    let mut bindings = written;
+    if !r.wildcard {
+        let kept: Vec<BindingRow> = before
+            .into_iter()
+            .filter(|b| {
+                b.expires_at > r.now
+                    && !bindings.iter().any(|w| w.contact == b.contact)
+                    && !removes.contains(&b.contact.as_str())
+            })
+            .collect();
+        bindings.extend(kept);
+    }
     Ok(Registered { allowed, changed, bindings })
 }
 

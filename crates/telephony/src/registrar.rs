@@ -371,9 +371,12 @@ impl Registrar {
         // A cached account may predate a password change announced a moment ago (or on a node
         // whose announcement was lost): read it again before calling the digest wrong, so a
         // phone given a new password gets in at once. A wrong response does not consume the
-        // nonce count, so the same credentials can be checked twice.
+        // nonce count, so the same credentials can be checked twice. Not for a cached "no such
+        // account": guesses at unknown extensions stay off the database (a new agent waits for
+        // the cache's few seconds), and guesses at a real one are few before the ban.
         if verdict == Verification::Failed(AuthFailure::WrongResponse)
             && !fetched
+            && account.is_some()
             && let Some(t) = tenant
         {
             let (again, _) = self.account(t, &extension, true).await?;
