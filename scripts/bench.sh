@@ -14,8 +14,10 @@
 #
 #   scripts/bench.sh sip     RFC 7502 style: the highest rate sipp sustains with zero failed calls for
 #                            BENCH_SECONDS (default 30 here) of REGISTER with Digest auth (401, then
-#                            200; bindings in PostgreSQL) and of OPTIONS, against Kamailio from Debian
-#                            (stateful registrar: tm, auth, usrloc in memory) on the same CPU, as ratios.
+#                            200; bindings in PostgreSQL) refreshing one binding per user, of a binding
+#                            made and removed per call (every REGISTER a database write), and of OPTIONS,
+#                            against Kamailio from Debian (stateful registrar: tm, auth, usrloc in
+#                            memory) on the same CPU, as ratios.
 #
 #   scripts/bench.sh media   the highest number of concurrent bridged G.711 calls (carrier → DID → queue →
 #                            registered agents, 20 ms PCMU both ways, by crates/loadgen) sivo relays with
@@ -257,26 +259,36 @@ PY
     done
     echo "$lo"
   }
-  reg=scripts/bench/sip-register.xml; opt=scripts/bench/sip-options.xml
+  # REGISTER refreshes one binding per user (sivo answers most from memory: the stored expiry
+  # still covers them); the cycle makes and removes it, so every REGISTER is written (and
+  # announced), which is what a storm of phones registering anew costs.
+  reg=scripts/bench/sip-register.xml; opt=scripts/bench/sip-options.xml; cyc=scripts/bench/sip-register-cycle.xml
   sivo_reg=$(max_rate sivo "127.0.0.1:$sip_port" "$server_pid" "$reg" "${sivo_creds[@]}")
   kam_reg=$(max_rate kamailio "127.0.0.1:$kam_port" "$kam_pid" "$reg" "${kam_creds[@]}")
+  sivo_cyc=$(max_rate sivo "127.0.0.1:$sip_port" "$server_pid" "$cyc" "${sivo_creds[@]}")
+  kam_cyc=$(max_rate kamailio "127.0.0.1:$kam_port" "$kam_pid" "$cyc" "${kam_creds[@]}")
   sivo_opt=$(max_rate sivo "127.0.0.1:$sip_port" "$server_pid" "$opt" "${sivo_creds[0]}")
   kam_opt=$(max_rate kamailio "127.0.0.1:$kam_port" "$kam_pid" "$opt" "${kam_creds[0]}")
   # Like for like: both servers once more at the lower of their two highest rates, for the server
   # CPU per call at the same offered load.
   common_reg=$(( sivo_reg < kam_reg ? sivo_reg : kam_reg )); common_opt=$(( sivo_opt < kam_opt ? sivo_opt : kam_opt ))
+  common_cyc=$(( sivo_cyc < kam_cyc ? sivo_cyc : kam_cyc ))
   if ((common_reg)); then
     trial sivo "127.0.0.1:$sip_port" "$server_pid" "$reg" "$common_reg" "${sivo_creds[@]}" || true
     trial kamailio "127.0.0.1:$kam_port" "$kam_pid" "$reg" "$common_reg" "${kam_creds[@]}" || true
+  fi
+  if ((common_cyc)); then
+    trial sivo "127.0.0.1:$sip_port" "$server_pid" "$cyc" "$common_cyc" "${sivo_creds[@]}" || true
+    trial kamailio "127.0.0.1:$kam_port" "$kam_pid" "$cyc" "$common_cyc" "${kam_creds[@]}" || true
   fi
   if ((common_opt)); then
     trial sivo "127.0.0.1:$sip_port" "$server_pid" "$opt" "$common_opt" "${sivo_creds[0]}" || true
     trial kamailio "127.0.0.1:$kam_port" "$kam_pid" "$opt" "$common_opt" "${kam_creds[0]}" || true
   fi
   uptime | tee -a "$out/sip-load.txt"
-  python3 - "$out" "$secs" "$sivo_reg" "$kam_reg" "$sivo_opt" "$kam_opt" <<'PY'
+  python3 - "$out" "$secs" "$sivo_reg" "$kam_reg" "$sivo_opt" "$kam_opt" "$sivo_cyc" "$kam_cyc" <<'PY'
 import csv, json, platform, sys
-out, secs, sreg, kreg, sopt, kopt = sys.argv[1], int(sys.argv[2]), *map(int, sys.argv[3:])
+out, secs, sreg, kreg, sopt, kopt, scyc, kcyc = sys.argv[1], int(sys.argv[2]), *map(int, sys.argv[3:])
 ratio = lambda a, b: round(a / b, 3) if a and b else None
 rows = list(csv.DictReader(open(f"{out}/sip-trials.tsv"), delimiter="\t"))
 # Server CPU per call at the same offered rate (the lower of the two maxima, where both passed):
@@ -295,10 +307,13 @@ result = {
     "kernel": platform.release(), "seconds_per_trial": secs,
     "load_average": [l.split("load average:")[-1].strip() for l in open(f"{out}/sip-load.txt") if l.strip()],
     "register_digest_per_s": entry(sreg, kreg, "sip-register"),
+    # Calls of two registrations each (make the binding, remove it), every one written by sivo.
+    "register_unregister_cycles_per_s": entry(scyc, kcyc, "sip-register-cycle"),
     "options_per_s": entry(sopt, kopt, "sip-options"),
 }
 json.dump(result, open(f"{out}/sip.json", "w"), indent=2)
-for label, key in [("REGISTER (digest)", "register_digest_per_s"), ("OPTIONS", "options_per_s")]:
+for label, key in [("REGISTER (digest)", "register_digest_per_s"),
+                   ("REGISTER+un-REG", "register_unregister_cycles_per_s"), ("OPTIONS", "options_per_s")]:
     e = result[key]; c = e["server_cpu_us_per_call_at_common_rate"]
     cost = (f"server CPU per call at {c['rate']}/s: sivo {c['sivo']} us, kamailio {c['kamailio']} us,"
             f" ratio {c['sivo_over_kamailio']}" if c else "no passing trial of both at one rate")
