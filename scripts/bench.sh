@@ -382,16 +382,22 @@ out = sys.argv[1]
 runs = {t: json.load(open(f"{out}/media-{t}.json"))["outcome"] for t in ("sivo", "rtpengine")}
 def row(t, s, tag=""):
     m = s["media"]
-    return (f"{t:9} {tag:5} {s['calls']:6d}  {m['loss_pct']:7.3f}  {m['jitter_p99_ms']:7.2f}  {m['delay_p99_ms']:8.2f}"
+    return (f"{t:9} {tag:5} {s['calls']:6d}  {s.get('ramp_calls_per_s', 0):7.1f}  {s.get('ramp_server_tree_cpu_us_per_call', 0):9.0f}"
+            f"  {m['loss_pct']:7.3f}  {m['jitter_p99_ms']:7.2f}  {m['delay_p99_ms']:8.2f}"
             f"  {s['server_cpu_pct']:6.1f}  {s['server_cpu_us_per_call_s']:8.1f}  {s['server_core_busy_pct'] or 0:6.0f}"
             f"  {s['loadgen_cpu_pct']:6.1f}  {'pass' if s['pass'] else s['reason']}")
-print(f"{'server':9} {'':5} {'calls':>6}  {'loss %':>7}  {'jit p99':>7}  {'dly p99':>8}  {'CPU %':>6}  {'µs/call·s':>8}  {'core %':>6}  {'gen %':>6}")
+# setup/s: calls set up per second while ramping to the step (the generator offers --cps, 100 by
+# default); setup µs: CPU of the server and its PostgreSQL per call set up in that ramp, relaying
+# of the calls already up included (an upper bound of the set-up cost).
+print(f"{'server':9} {'':5} {'calls':>6}  {'setup/s':>7}  {'setup µs':>9}  {'loss %':>7}  {'jit p99':>7}  {'dly p99':>8}  {'CPU %':>6}  {'µs/call·s':>8}  {'core %':>6}  {'gen %':>6}")
 for t, o in runs.items():
     for s in o["steps"]:
         print(row(t, s))
     if o["best"]:
         print(row(t, o["best"], "final"))
 best = {t: max([s["calls"] for s in o["steps"] if s["pass"]], default=0) for t, o in runs.items()}
+# The fastest ramp of each server: call set-up throughput while holding calls.
+setup = {t: max([round(s.get("ramp_calls_per_s", 0), 1) for s in o["steps"]], default=0) for t, o in runs.items()}
 final = {t: bool(o["best"] and o["best"]["pass"]) for t, o in runs.items()}
 # What stopped the search: the server's core, the load generator, or neither (other load).
 def limit(o):
@@ -420,10 +426,11 @@ result = {
     "cpu": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": "),
     "kernel": platform.release(), "load_average": [l.split("load average:")[-1].strip() for l in load if l],
     "best_calls": best, "final_window_passed": final, "limited_by": limits, "cpu_per_call_at_common_n": ratio,
+    "fastest_ramp_calls_per_s": setup,
 }
 json.dump(result, open(f"{out}/media.json", "w"), indent=2)
 for t in runs:
-    print(f"{t}: highest N passing {best[t]} (final {final[t] and 'passed' or 'failed'}), stopped by {limits[t]}")
+    print(f"{t}: highest N passing {best[t]} (final {final[t] and 'passed' or 'failed'}), stopped by {limits[t]}; fastest ramp {setup[t]} calls/s")
 if ratio:
     print(f"server CPU per call at N={ratio['calls']}: sivo {ratio['sivo_us_per_call_s']:.0f} µs/call·s, rtpengine {ratio['rtpengine_us_per_call_s']:.0f}: ratio {ratio['sivo_over_rtpengine']}")
 print("load average before/after:", " | ".join(result["load_average"]))
