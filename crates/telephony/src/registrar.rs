@@ -110,16 +110,95 @@ const MAX_CACHED_AGENTS: usize = 100_000;
 struct CachedBindings {
     bindings: Vec<db::sip::BindingRow>,
     stored: Instant,
+    /// The write that stored them (see [`BindingsSlot`]).
+    write: u64,
 }
 
-/// The memory of one agent's bindings. Writes in flight and announcements bump `epoch`; a write
-/// stores its result only if the epoch is still the one it started with, so an older result
-/// never replaces a newer one.
+/// The memory of one agent's bindings, and the writes in flight for the agent.
+///
+/// A write stores its result when it ends unless the agent's bindings were announced as changed
+/// (or forgotten) since it started — the announcement may be of a change committed after the
+/// write's statement, so its result may be stale — and unless a write that started later has
+/// stored already. Writes do not void what is remembered while they run: under load, refreshes
+/// keep arriving while one is written, and if each of them went to the database the memory
+/// would never be refilled (each write's result outdated by the next one's start) and every
+/// REGISTER would be written from then on.
 #[derive(Default)]
 struct BindingsSlot {
-    epoch: u64,
+    /// Bumped by announcements and forgetting.
+    invalidations: u64,
+    /// Numbers the writes.
+    started: u64,
+    /// Writes in flight.
     writes: u32,
     cached: Option<CachedBindings>,
+}
+
+/// What a write must show when it ends to store its result.
+struct WriteTicket {
+    invalidations: u64,
+    write: u64,
+}
+
+type AgentKey = (TenantId, UserId);
+
+/// Every agent's [`BindingsSlot`].
+#[derive(Default)]
+struct BindingsMemory {
+    slots: Mutex<HashMap<AgentKey, BindingsSlot>>,
+}
+
+impl BindingsMemory {
+    /// A write of the agent's bindings begins.
+    fn started(&self, key: AgentKey) -> WriteTicket {
+        let mut slots = lock(&self.slots);
+        if !slots.contains_key(&key) && slots.len() >= MAX_CACHED_AGENTS {
+            slots.retain(|_, slot| slot.writes > 0);
+        }
+        let slot = slots.entry(key).or_default();
+        slot.started += 1;
+        slot.writes += 1;
+        WriteTicket { invalidations: slot.invalidations, write: slot.started }
+    }
+
+    /// A write ended, with the bindings it left (`None` when it wrote nothing or failed): they
+    /// are remembered unless something newer is known (see [`BindingsSlot`]).
+    fn done(&self, key: AgentKey, ticket: &WriteTicket, bindings: Option<Vec<db::sip::BindingRow>>) {
+        let mut slots = lock(&self.slots);
+        let Some(slot) = slots.get_mut(&key) else { return };
+        slot.writes = slot.writes.saturating_sub(1);
+        if let Some(bindings) = bindings
+            && slot.invalidations == ticket.invalidations
+            && slot.cached.as_ref().is_none_or(|c| c.write < ticket.write)
+        {
+            slot.cached = Some(CachedBindings { bindings, stored: Instant::now(), write: ticket.write });
+        }
+        if slot.writes == 0 && slot.cached.is_none() {
+            slots.remove(&key);
+        }
+    }
+
+    /// The agent's bindings changed elsewhere (or may have): ask the database next time, and
+    /// do not remember what writes in flight return.
+    fn forget(&self, key: AgentKey) {
+        let mut slots = lock(&self.slots);
+        if let Some(slot) = slots.get_mut(&key) {
+            slot.invalidations += 1;
+            slot.cached = None;
+            if slot.writes == 0 {
+                slots.remove(&key);
+            }
+        }
+    }
+
+    /// Forgets every remembered binding (announcements may have been missed).
+    fn forget_all(&self) {
+        lock(&self.slots).retain(|_, slot| {
+            slot.invalidations += 1;
+            slot.cached = None;
+            slot.writes > 0
+        });
+    }
 }
 
 /// A REGISTER's contacts as the registrar reads them.
@@ -149,7 +228,7 @@ pub(crate) struct Registrar {
     /// Tenants with bindings on each stream connection, to drop them when it closes.
     connections: Mutex<HashMap<ConnectionId, HashSet<TenantId>>>,
     /// Agents' bindings as this node last wrote them (see the module documentation).
-    bindings_cache: Mutex<HashMap<(TenantId, UserId), BindingsSlot>>,
+    bindings_cache: BindingsMemory,
     /// Whether announcements of changes are being heard: remembered bindings are used only then.
     listening: AtomicBool,
     /// Tenants this node has written bindings for: the sweep looks at these.
@@ -199,7 +278,7 @@ impl Registrar {
             tenants: Mutex::new(HashMap::new()),
             accounts: Mutex::new(HashMap::new()),
             connections: Mutex::new(HashMap::new()),
-            bindings_cache: Mutex::new(HashMap::new()),
+            bindings_cache: BindingsMemory::default(),
             listening: AtomicBool::new(false),
             swept: Mutex::new(HashSet::new()),
         }
@@ -470,15 +549,20 @@ impl Registrar {
             return Ok(answer);
         }
         let key = (tenant, user);
-        let epoch = self.write_started(key);
-        let written = self.write_bindings(tenant, user, &wanted, now).await;
-        let registered = match written {
+        let ticket = self.write_started(key);
+        let registered = match self.write_bindings(tenant, user, &wanted, now).await {
             Ok(r) if r.allowed => r,
-            other => {
-                self.write_done(key, epoch, None);
-                other?;
+            Ok(_) => {
+                // Refused: nothing was written, what is remembered still holds.
+                self.write_done(key, &ticket, None);
                 return Ok(Response::for_request(request, StatusCode::FORBIDDEN)
                     .with_reason("Too Many Registrations"));
+            }
+            Err(e) => {
+                // The commit may or may not have happened: remember nothing.
+                self.write_done(key, &ticket, None);
+                self.forget_bindings(key);
+                return Err(e);
             }
         };
         if let Some(id) = peer.connection
@@ -490,7 +574,7 @@ impl Registrar {
             lock(&self.swept).insert(tenant);
         }
         let answer = listing(request, &registered.bindings, now);
-        self.write_done(key, epoch, Some(registered.bindings));
+        self.write_done(key, &ticket, Some(registered.bindings));
         Ok(answer)
     }
 
@@ -559,8 +643,8 @@ impl Registrar {
         if wanted.wildcard || !self.listening.load(Ordering::Acquire) {
             return None;
         }
-        let mut cache = lock(&self.bindings_cache);
-        let cached = cache.get_mut(&key)?.cached.as_mut()?;
+        let mut slots = lock(&self.bindings_cache.slots);
+        let cached = slots.get_mut(&key)?.cached.as_mut()?;
         // Expired bindings are purged by a write, and the purge is a change to announce; a
         // binding about to expire is left to the database as well, so no answer says 0.
         if cached.stored.elapsed() >= BINDINGS_CACHE_TTL
@@ -600,55 +684,25 @@ impl Registrar {
         Some(listing(request, &cached.bindings, now))
     }
 
-    /// A write of the agent's bindings begins: what was remembered is void, and so is the
-    /// result of any write still in flight.
-    fn write_started(&self, key: (TenantId, UserId)) -> u64 {
-        let mut cache = lock(&self.bindings_cache);
-        if !cache.contains_key(&key) && cache.len() >= MAX_CACHED_AGENTS {
-            cache.retain(|_, slot| slot.writes > 0);
-        }
-        let slot = cache.entry(key).or_default();
-        slot.epoch += 1;
-        slot.writes += 1;
-        slot.cached = None;
-        slot.epoch
+    fn write_started(&self, key: (TenantId, UserId)) -> WriteTicket {
+        self.bindings_cache.started(key)
     }
 
-    /// A write ended: its result is remembered unless something newer happened meanwhile.
-    fn write_done(&self, key: (TenantId, UserId), epoch: u64, bindings: Option<Vec<db::sip::BindingRow>>) {
-        let mut cache = lock(&self.bindings_cache);
-        let Some(slot) = cache.get_mut(&key) else { return };
-        slot.writes = slot.writes.saturating_sub(1);
-        if slot.epoch == epoch
-            && let Some(bindings) = bindings
-        {
-            slot.cached = Some(CachedBindings { bindings, stored: Instant::now() });
-        }
-        if slot.writes == 0 && slot.cached.is_none() {
-            cache.remove(&key);
-        }
+    fn write_done(
+        &self,
+        key: (TenantId, UserId),
+        ticket: &WriteTicket,
+        bindings: Option<Vec<db::sip::BindingRow>>,
+    ) {
+        self.bindings_cache.done(key, ticket, bindings);
     }
 
-    /// The agent's bindings changed elsewhere (or may have): ask the database next time.
     fn forget_bindings(&self, key: (TenantId, UserId)) {
-        let mut cache = lock(&self.bindings_cache);
-        if let Some(slot) = cache.get_mut(&key) {
-            slot.epoch += 1;
-            slot.cached = None;
-            if slot.writes == 0 {
-                cache.remove(&key);
-            }
-        }
+        self.bindings_cache.forget(key);
     }
 
-    /// Forgets every remembered binding (announcements may have been missed).
     fn forget_all_bindings(&self) {
-        let mut cache = lock(&self.bindings_cache);
-        cache.retain(|_, slot| {
-            slot.epoch += 1;
-            slot.cached = None;
-            slot.writes > 0
-        });
+        self.bindings_cache.forget_all();
     }
 
     /// An announcement on one of the channels of `db::sip::listen`.
@@ -874,4 +928,74 @@ fn listing(request: &Request, bindings: &[db::sip::BindingRow], now: DateTime<Ut
 /// RFC 7231 IMF-fixdate, for the Date header of a 200 to REGISTER.
 fn httpdate(t: DateTime<Utc>) -> String {
     t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> AgentKey {
+        (TenantId(Uuid::from_u128(1)), UserId(Uuid::from_u128(2)))
+    }
+
+    fn bindings(contact: &str) -> Vec<db::sip::BindingRow> {
+        vec![db::sip::BindingRow {
+            id: Uuid::from_u128(3),
+            contact: contact.to_owned(),
+            expires_at: Utc::now(),
+            call_id: "c".into(),
+            cseq: 1,
+            q: None,
+            transport: "udp".into(),
+            source: "192.0.2.1:5060".into(),
+            node_id: "n".into(),
+            connection_id: None,
+            user_agent: None,
+        }]
+    }
+
+    fn remembered(m: &BindingsMemory) -> Option<String> {
+        lock(&m.slots).get(&key())?.cached.as_ref().map(|c| c.bindings[0].contact.clone())
+    }
+
+    #[test]
+    fn overlapping_writes_still_refill_the_memory() {
+        // Under load a write is always in flight when another ends: each result is kept unless
+        // a later write's is already there.
+        let m = BindingsMemory::default();
+        let first = m.started(key());
+        let second = m.started(key());
+        let third = m.started(key());
+        m.done(key(), &second, Some(bindings("second")));
+        assert_eq!(remembered(&m).as_deref(), Some("second"));
+        m.done(key(), &first, Some(bindings("first")));
+        assert_eq!(remembered(&m).as_deref(), Some("second"), "an older result never replaces a newer one");
+        m.done(key(), &third, Some(bindings("third")));
+        assert_eq!(remembered(&m).as_deref(), Some("third"));
+    }
+
+    #[test]
+    fn an_announcement_voids_what_writes_in_flight_return() {
+        let m = BindingsMemory::default();
+        let before = m.started(key());
+        m.forget(key());
+        let after = m.started(key());
+        m.done(key(), &before, Some(bindings("before")));
+        assert_eq!(remembered(&m), None, "the change announced may have committed after that write");
+        m.done(key(), &after, Some(bindings("after")));
+        assert_eq!(remembered(&m).as_deref(), Some("after"));
+        m.forget_all();
+        assert_eq!(remembered(&m), None);
+        assert!(lock(&m.slots).is_empty(), "nothing in flight, nothing kept");
+    }
+
+    #[test]
+    fn a_failed_write_keeps_nothing_new() {
+        let m = BindingsMemory::default();
+        let ok = m.started(key());
+        m.done(key(), &ok, Some(bindings("ok")));
+        let failed = m.started(key());
+        m.done(key(), &failed, None);
+        assert_eq!(remembered(&m).as_deref(), Some("ok"));
+    }
 }
