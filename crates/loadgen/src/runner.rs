@@ -234,7 +234,7 @@ fn measure(
 fn describe(label: &str, step: &Step) {
     let m = &step.media;
     say(&format!(
-        "{label} N={:5}  ramp {} calls at {:.1}/s (server+PostgreSQL {:.0} % CPU, {:.0} µs/call)  loss {:.3} % ({} silent streams)  jitter mean {:.2} p99 {:.2} max {:.2} ms  delay p50 {:.2} p99 {:.2} ms  server CPU {:5.1} % ({:.1} µs/call·s, core busy {:.0} %)  loadgen CPU {:5.1} % late {:.1} ms  {}",
+        "{label} N={:5}  ramp {} calls at {:.1}/s (server process tree {:.0} % CPU, {:.0} µs/call)  loss {:.3} % ({} silent streams)  jitter mean {:.2} p99 {:.2} max {:.2} ms  delay p50 {:.2} p99 {:.2} ms  server CPU {:5.1} % ({:.1} µs/call·s, core busy {:.0} %)  loadgen CPU {:5.1} % late {:.1} ms  {}",
         step.calls,
         step.ramp_calls,
         step.ramp_calls_per_s,
