@@ -17,6 +17,9 @@ pub const REORDER_DEPTH: usize = 2;
 const RESTART_DISTANCE: u16 = 512;
 /// Longest gap concealed, in packets; a longer outage is left as a gap.
 const MAX_CONCEALED: u16 = 6;
+/// Largest timestamp step per packet believed for concealment (125 ms at 48 kHz): a jump
+/// beyond it is a sender's discontinuity, not one lost packet's worth of audio.
+const MAX_STEP: u32 = 6000;
 
 /// What comes out of the buffer, in sequence order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,9 +165,9 @@ impl JitterBuffer {
         };
         // Spread the timestamp distance evenly over the missing packets and the one after.
         let step = first.timestamp.wrapping_sub(self.last_timestamp) / (u32::from(gap) + 1);
-        if gap <= MAX_CONCEALED && step > 0 {
+        if gap <= MAX_CONCEALED && step > 0 && step <= MAX_STEP {
             for i in 0..gap {
-                let timestamp = self.last_timestamp.wrapping_add(step * (u32::from(i) + 1));
+                let timestamp = self.last_timestamp.wrapping_add(step.wrapping_mul(u32::from(i) + 1));
                 release(Release::Lost { sequence: expected.wrapping_add(i), timestamp, duration: step });
                 self.concealed += 1;
             }
@@ -235,6 +238,43 @@ mod tests {
         buffer.push(1, 100, 0, false, &[], |_| count += 1);
         buffer.push(2, 5, 0, false, &[], |_| count += 1);
         assert_eq!(count, 2, "a new SSRC is delivered at once");
+    }
+
+    #[test]
+    fn timestamps_jumping_anywhere_never_panic_or_conceal_a_jump() {
+        let out = run(&[(1, 0), (3, u32::MAX), (4, 7), (5, 2_000_000_000), (6, 10)]);
+        assert_eq!(out, ["1@0", "3@4294967295", "4@7", "5@2000000000", "6@10"], "a jump is not concealed");
+    }
+
+    /// Arbitrary arrivals (any SSRC switch, sequence, timestamp): no panic, nothing held beyond
+    /// the depth, and every packet released at most once.
+    #[test]
+    fn arbitrary_arrivals_are_handled() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut buffer = JitterBuffer::new();
+        for _ in 0..200_000 {
+            let r = next();
+            let ssrc = (r % 3) as u32;
+            let sequence = (r >> 8) as u16 % 40;
+            let timestamp = if r & 0x10 == 0 { u32::from(sequence) * 160 } else { (r >> 32) as u32 };
+            let mut released = Vec::new();
+            buffer.push(ssrc, sequence, timestamp, false, &[], |release| {
+                if let Release::Packet { sequence, .. } = release {
+                    released.push(sequence);
+                }
+            });
+            let mut unique = released.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(unique.len(), released.len(), "released twice: {released:?}");
+            assert!(buffer.held.len() <= REORDER_DEPTH);
+        }
     }
 
     #[test]

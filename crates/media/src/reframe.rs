@@ -174,6 +174,37 @@ mod tests {
         assert!(reframer.pop().is_none());
     }
 
+    /// Arbitrary timestamps, rates and packet sizes: no panic, and what is not yet a frame
+    /// stays under one frame once everything is popped.
+    #[test]
+    fn arbitrary_input_is_handled() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut reframer = Reframer::new();
+        let rates = [8000, 48_000, 1, 0, u32::MAX];
+        for _ in 0..50_000 {
+            let r = next();
+            let source_rate = rates[(r % 5) as usize];
+            let target_rate = rates[((r >> 3) % 5) as usize];
+            let samples = ((r >> 8) % 961) as usize;
+            reframer.push(
+                (r >> 20) % 3,
+                source_rate,
+                (r >> 32) as u32,
+                r & 1 == 0,
+                &pcm(samples, 1),
+                target_rate,
+            );
+            while reframer.pop().is_some() {}
+            assert!(reframer.pending.len() < FRAME_SAMPLES);
+        }
+    }
+
     #[test]
     fn a_new_source_starts_afresh_and_is_marked() {
         let mut reframer = Reframer::new();

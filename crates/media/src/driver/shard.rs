@@ -481,11 +481,11 @@ impl LegState {
         payload: &mut Vec<u8>,
         packet: &mut Vec<u8>,
     ) {
-        let Some(codec) = self.codec else { return };
+        let Some(codec) = self.codec.filter(|_| self.encoder.is_some()) else { return };
         let target_rate = codec.kind.clock_rate();
         self.reframer.push(source, source_rate, segment.timestamp, segment.marker, pcm, target_rate);
         while let Some(frame) = self.reframer.pop() {
-            let Some(encoder) = &mut self.encoder else { return };
+            let Some(encoder) = &mut self.encoder else { continue };
             payload.clear();
             if let Err(error) = encoder.encode(&frame.samples, payload) {
                 tracing::debug!(%error, leg = %self.id, "transcoded frame not encoded");
