@@ -96,6 +96,25 @@ const MAX_CACHED_ACCOUNTS: usize = 100_000;
 /// An account lookup (or its absence) and when it was made.
 type CachedAccount = (Option<db::sip::AuthAccount>, Instant);
 
+/// How long an expired cache entry (tenant, account) keeps being used by others while the
+/// first request to find it expired reads it again: at thousands of REGISTERs a second, every
+/// request would otherwise read it until the first read returns, and those reads queue for
+/// the pool.
+const REFRESH_GRACE: Duration = Duration::from_secs(2);
+
+/// Whether a cache entry stamped `at` may be used. The first caller to find it expired gets
+/// false and reads it again; its stamp is moved so that others use it for `REFRESH_GRACE`
+/// meanwhile (and if that read fails, someone reads again after that).
+fn fresh_or_claim(at: &mut Instant, ttl: Duration) -> bool {
+    if at.elapsed() < ttl {
+        return true;
+    }
+    if let Some(claimed) = Instant::now().checked_sub(ttl.saturating_sub(REFRESH_GRACE)) {
+        *at = claimed;
+    }
+    false
+}
+
 /// How long remembered bindings answer refreshes without a database write, at most. Every change
 /// is announced and drops them sooner; this bounds what a lost announcement can cost.
 const BINDINGS_CACHE_TTL: Duration = Duration::from_secs(30);
@@ -311,8 +330,8 @@ impl Registrar {
         if slug.is_empty() || slug.contains('.') {
             return Ok(None);
         }
-        if let Some((tenant, at)) = lock(&self.tenants).get(slug)
-            && at.elapsed() < TENANT_CACHE_TTL
+        if let Some((tenant, at)) = lock(&self.tenants).get_mut(slug)
+            && fresh_or_claim(at, TENANT_CACHE_TTL)
         {
             return Ok(*tenant);
         }
@@ -343,8 +362,8 @@ impl Registrar {
     ) -> Result<(Option<db::sip::AuthAccount>, bool), db::DbError> {
         let key = (tenant, extension.to_owned());
         if !reread
-            && let Some((account, at)) = lock(&self.accounts).get(&key)
-            && at.elapsed() < ACCOUNT_CACHE_TTL
+            && let Some((account, at)) = lock(&self.accounts).get_mut(&key)
+            && fresh_or_claim(at, ACCOUNT_CACHE_TTL)
         {
             return Ok((account.clone(), false));
         }
@@ -644,10 +663,16 @@ impl Registrar {
             return None;
         }
         let mut slots = lock(&self.bindings_cache.slots);
-        let cached = slots.get_mut(&key)?.cached.as_mut()?;
+        let slot = slots.get_mut(&key)?;
+        // While a write for the agent is in flight (the one that found the memory too old or
+        // the stored expiry too short), the others are answered from memory rather than all
+        // queueing on the same row: past the age limit by one write, and with what is stored
+        // even if it is below the bucket (still never more than the row holds).
+        let writing = slot.writes > 0;
+        let cached = slot.cached.as_mut()?;
         // Expired bindings are purged by a write, and the purge is a change to announce; a
         // binding about to expire is left to the database as well, so no answer says 0.
-        if cached.stored.elapsed() >= BINDINGS_CACHE_TTL
+        if (cached.stored.elapsed() >= BINDINGS_CACHE_TTL && !writing)
             || cached.bindings.iter().any(|b| b.expires_at <= now + chrono::Duration::seconds(1))
         {
             return None;
@@ -663,7 +688,11 @@ impl Registrar {
                 && b.q.map(f32::to_bits) == q.map(f32::to_bits)
                 && b.user_agent == wanted.user_agent;
             let asked = i64::from(*expires);
-            let floor = (asked - (asked / 10).min(EXPIRY_BUCKET_MAX)).max(i64::from(self.config.min_expires));
+            let floor = if writing {
+                i64::from(self.config.min_expires)
+            } else {
+                (asked - (asked / 10).min(EXPIRY_BUCKET_MAX)).max(i64::from(self.config.min_expires))
+            };
             let left = b.expires_at - now;
             // Never more than asked (the row would outlive the binding), nor much less.
             let fits = left <= chrono::Duration::seconds(asked) && left >= chrono::Duration::seconds(floor);
