@@ -226,7 +226,10 @@ test('status changes made elsewhere arrive over the realtime socket; a break nee
 });
 
 test('a queued call rings with the caller number and queue; declining passes it on, the caller gives up', async () => {
-  const call = await carrierCall({ sipPort: server.sipPort, did: DID, plays: 2, workDir: server.dataDir, caller: CALLER });
+  test.setTimeout(90_000);
+  // The caller waits ~21 s: long enough for the checks below (the accessibility scan alone takes
+  // 4-10 s on a busy 2-core machine) to run while the call still rings.
+  const call = await carrierCall({ sipPort: server.sipPort, did: DID, plays: 3, workDir: server.dataDir, caller: CALLER });
   await expect(callPanel(page)).toHaveAttribute('data-phase', 'ringing', { timeout: 20_000 });
   await expect(page.getByTestId('caller-number')).toHaveText(CALLER);
   await expect(page.getByTestId('caller-queue')).toHaveText('Support');
