@@ -278,6 +278,7 @@ impl Codec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tone::tone_power;
 
     #[test]
     fn names_and_payload_types() {
@@ -301,18 +302,6 @@ mod tests {
             .collect()
     }
 
-    /// Goertzel power of `frequency` in 8 kHz samples.
-    fn power(samples: &[i16], frequency: f64) -> f64 {
-        let coeff = 2.0 * (std::f64::consts::TAU * frequency / 8000.0).cos();
-        let (mut s1, mut s2) = (0.0, 0.0);
-        for &x in samples {
-            let s0 = f64::from(x) + coeff * s1 - s2;
-            s2 = s1;
-            s1 = s0;
-        }
-        (s1 * s1 + s2 * s2 - coeff * s1 * s2).sqrt() / samples.len() as f64
-    }
-
     #[test]
     fn opus_round_trip_keeps_a_tone() {
         let input = tone(440.0, 50);
@@ -329,7 +318,7 @@ mod tests {
         }
         // After the codec's start-up, the tone is there and a neighbour is not.
         let tail = &decoded[decoded.len() / 2..];
-        assert!(power(tail, 440.0) > 20.0 * power(tail, 1000.0));
+        assert!(tone_power(tail, 440.0) > 20.0 * tone_power(tail, 1000.0));
         assert!(crate::tone::rms(tail) > 3000.0);
     }
 

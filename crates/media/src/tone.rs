@@ -183,6 +183,20 @@ impl FrameSource for FilePlayback {
     }
 }
 
+/// Energy at `frequency` (Goertzel) in 8 kHz samples, normalised by length: what the unit
+/// tests use to hear a tone.
+#[cfg(test)]
+pub(crate) fn tone_power(samples: &[i16], frequency: f64) -> f64 {
+    let coeff = 2.0 * (TAU * frequency / f64::from(CLOCK_RATE)).cos();
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &x in samples {
+        let s0 = f64::from(x) + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - coeff * s1 * s2).sqrt() / samples.len() as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,18 +210,6 @@ mod tests {
             all.extend_from_slice(&frame);
         }
         all
-    }
-
-    /// Energy at `frequency` (Goertzel), normalised by length.
-    fn tone_power(samples: &[i16], frequency: f64) -> f64 {
-        let coeff = 2.0 * (TAU * frequency / f64::from(CLOCK_RATE)).cos();
-        let (mut s1, mut s2) = (0.0, 0.0);
-        for &x in samples {
-            let s0 = f64::from(x) + coeff * s1 - s2;
-            s2 = s1;
-            s1 = s0;
-        }
-        (s1 * s1 + s2 * s2 - coeff * s1 * s2).sqrt() / samples.len() as f64
     }
 
     #[test]

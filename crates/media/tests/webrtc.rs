@@ -187,6 +187,43 @@ impl Browser {
     }
 }
 
+/// The trunk side of both tests: once the browser had time to connect, 50 frames of a 600 Hz
+/// tone in PCMA (payload type 8) and then the key 3 (telephone-events on payload type 96), sent
+/// to `to`; returns every RTP packet the trunk received within 3 s.
+async fn trunk_talks_and_listens(trunk_ep: &tokio::net::UdpSocket, to: SocketAddr) -> Vec<Vec<u8>> {
+    let trunk_side = async {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let mut ticker = tokio::time::interval(Duration::from_millis(20));
+        for i in 0..50usize {
+            ticker.tick().await;
+            let mut payload = Vec::new();
+            CodecKind::Pcma.encode(&tone_frame(600.0, i), &mut payload);
+            let mut packet = Vec::new();
+            rtp::write_simple(i == 0, 8, i as u16, 160 * i as u32, 0x7777, &payload, &mut packet);
+            trunk_ep.send_to(&packet, to).await.unwrap();
+        }
+        for (i, event) in digit_packets('3', 100, 10).unwrap().into_iter().enumerate() {
+            let mut packet = Vec::new();
+            rtp::write_simple(event.marker, 96, 50 + i as u16, 8000, 0x7777, &event.payload, &mut packet);
+            trunk_ep.send_to(&packet, to).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let trunk_hears = async {
+        let mut packets = Vec::new();
+        let mut buf = vec![0u8; 2048];
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(3000);
+        while let Ok(Ok((len, _))) = tokio::time::timeout_at(deadline, trunk_ep.recv_from(&mut buf)).await {
+            if !rtp::is_rtcp(&buf[..len]) {
+                packets.push(buf[..len].to_vec());
+            }
+        }
+        packets
+    };
+    let ((), at_trunk) = tokio::join!(trunk_side, trunk_hears);
+    at_trunk
+}
+
 #[tokio::test]
 async fn browser_leg_bridged_to_rtp_leg_both_ways_with_dtmf() {
     let media = Media::start(MediaConfig {
@@ -220,36 +257,7 @@ async fn browser_leg_bridged_to_rtp_leg_both_ways_with_dtmf() {
     let browser_thread = std::thread::spawn(move || browser.run(&answer, Duration::from_millis(2800)));
 
     // The trunk talks (600 Hz) once the browser had time to connect, then presses 3.
-    let trunk_side = async {
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        let mut ticker = tokio::time::interval(Duration::from_millis(20));
-        for i in 0..50usize {
-            ticker.tick().await;
-            let mut payload = Vec::new();
-            CodecKind::Pcma.encode(&tone_frame(600.0, i), &mut payload);
-            let mut packet = Vec::new();
-            rtp::write_simple(i == 0, 8, i as u16, 160 * i as u32, 0x7777, &payload, &mut packet);
-            trunk_ep.send_to(&packet, trunk.local).await.unwrap();
-        }
-        for (i, event) in digit_packets('3', 100, 10).unwrap().into_iter().enumerate() {
-            let mut packet = Vec::new();
-            rtp::write_simple(event.marker, 96, 50 + i as u16, 8000, 0x7777, &event.payload, &mut packet);
-            trunk_ep.send_to(&packet, trunk.local).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    let trunk_hears = async {
-        let mut packets = Vec::new();
-        let mut buf = vec![0u8; 2048];
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(3000);
-        while let Ok(Ok((len, _))) = tokio::time::timeout_at(deadline, trunk_ep.recv_from(&mut buf)).await {
-            if !rtp::is_rtcp(&buf[..len]) {
-                packets.push(buf[..len].to_vec());
-            }
-        }
-        packets
-    };
-    let ((), at_trunk) = tokio::join!(trunk_side, trunk_hears);
+    let at_trunk = trunk_talks_and_listens(&trunk_ep, trunk.local).await;
     let heard = tokio::task::spawn_blocking(move || browser_thread.join().unwrap()).await.unwrap();
 
     // Browser → trunk: SRTP decrypted, PCMU transcoded to PCMA, one continuous stream.
@@ -332,36 +340,7 @@ async fn opus_browser_leg_transcoded_to_g711_rtp_leg() {
     media.record(trunk.id, web_leg.id, path.clone()).await.unwrap();
 
     let browser_thread = std::thread::spawn(move || browser.run(&answer, Duration::from_millis(2800)));
-    let trunk_side = async {
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        let mut ticker = tokio::time::interval(Duration::from_millis(20));
-        for i in 0..50usize {
-            ticker.tick().await;
-            let mut payload = Vec::new();
-            CodecKind::Pcma.encode(&tone_frame(600.0, i), &mut payload);
-            let mut packet = Vec::new();
-            rtp::write_simple(i == 0, 8, i as u16, 160 * i as u32, 0x7777, &payload, &mut packet);
-            trunk_ep.send_to(&packet, trunk.local).await.unwrap();
-        }
-        for (i, event) in digit_packets('3', 100, 10).unwrap().into_iter().enumerate() {
-            let mut packet = Vec::new();
-            rtp::write_simple(event.marker, 96, 50 + i as u16, 8000, 0x7777, &event.payload, &mut packet);
-            trunk_ep.send_to(&packet, trunk.local).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    let trunk_hears = async {
-        let mut packets = Vec::new();
-        let mut buf = vec![0u8; 2048];
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(3000);
-        while let Ok(Ok((len, _))) = tokio::time::timeout_at(deadline, trunk_ep.recv_from(&mut buf)).await {
-            if !rtp::is_rtcp(&buf[..len]) {
-                packets.push(buf[..len].to_vec());
-            }
-        }
-        packets
-    };
-    let ((), at_trunk) = tokio::join!(trunk_side, trunk_hears);
+    let at_trunk = trunk_talks_and_listens(&trunk_ep, trunk.local).await;
     let heard = tokio::task::spawn_blocking(move || browser_thread.join().unwrap()).await.unwrap();
     assert!(heard.connected, "ICE + DTLS completed");
 

@@ -1961,28 +1961,38 @@ impl Call {
             return Err("a consultation needs an extension or a number".into());
         }
         let destination = target.to_string();
-        let user = match self.check_destination(&target, from_agent).await {
-            Ok(user) => user,
-            Err(reason) => {
-                self.record_transfer(
-                    domain::events::TransferKind::Attended,
-                    &destination,
-                    Some(from_agent),
-                    false,
-                    Some(&reason),
-                    by,
-                )
-                .await;
-                return Err(reason);
-            }
-        };
+        let started = self.start_consultation(&target, from_agent, transferor_media, &destination).await;
+        if let Err(reason) = &started {
+            self.record_transfer(
+                domain::events::TransferKind::Attended,
+                &destination,
+                Some(from_agent),
+                false,
+                Some(reason),
+                by,
+            )
+            .await;
+        }
+        started
+    }
+
+    /// Puts the caller on hold music and rings what the agent consults; on failure the agent
+    /// has the caller back.
+    async fn start_consultation(
+        &mut self,
+        target: &TransferTarget,
+        from_agent: UserId,
+        transferor_media: media::LegId,
+        destination: &str,
+    ) -> Result<(), String> {
+        let user = self.check_destination(target, from_agent).await?;
         let calls = self.calls.clone();
         let media = &calls.ctx.media;
         let _ = media.unbridge(self.caller.media.id, transferor_media).await;
         let _ = media.play(self.caller.media.id, media::Playback::MusicOnHold).await;
         self.consulting = self.agent.take();
-        self.consult_destination = Some(destination.clone());
-        let rung = match (&target, user) {
+        self.consult_destination = Some(destination.to_owned());
+        let rung = match (target, user) {
             (TransferTarget::Extension(_), Some(user)) => {
                 if self.calls.reserve_agent(user) {
                     let rung = self.ring(user).await;
@@ -2002,15 +2012,6 @@ impl Call {
         };
         if let Err(reason) = rung {
             self.back_to_transferor().await;
-            self.record_transfer(
-                domain::events::TransferKind::Attended,
-                &destination,
-                Some(from_agent),
-                false,
-                Some(&reason),
-                by,
-            )
-            .await;
             return Err(reason);
         }
         self.note(
