@@ -27,6 +27,11 @@
 #                            the same RTP through rtpengine from Debian (userspace, one thread, ng
 #                            protocol) on the same CPU as the reference.
 #
+#   scripts/bench.sh transcode
+#                            CPU per call-second of G.711 ↔ Opus transcoding through the media shard's
+#                            decoder, re-framer and encoder (cargo bench -p media --bench transcode),
+#                            against opusenc + opusdec from Debian's opus-tools on the same audio.
+#
 # Every load is bounded in time (BENCH_SECONDS, default 20) and only touches 127.0.0.1.
 # The server (and its PostgreSQL) are pinned to CPU 1, the load generators to CPU 0.
 set -euo pipefail
@@ -442,5 +447,9 @@ if ratio:
 print("load average before/after:", " | ".join(result["load_average"]))
 PY
   ;;
-*) echo "usage: scripts/bench.sh api|webhooks|sip|media" >&2; exit 2 ;;
+transcode)
+  command -v opusenc >/dev/null || { ${SUDO:-} apt-get update -qq; ${SUDO:-} apt-get install -y -qq opus-tools; }
+  $pin_server cargo bench --locked -p media --bench transcode | tee "$out/transcode.txt"
+  ;;
+*) echo "usage: scripts/bench.sh api|webhooks|sip|media|transcode" >&2; exit 2 ;;
 esac
